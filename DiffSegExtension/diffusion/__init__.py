@@ -1,0 +1,1 @@
+"""Gaussian diffusion on the mask channel: schedule, training loss, samplers, sampling loop."""

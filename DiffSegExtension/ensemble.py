@@ -1,0 +1,39 @@
+"""Implicit-ensemble aggregation (the seed's definitions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class EnsembleResult:
+    """All (...) spatial, float32 unless noted.
+
+    probability: fraction of members that call a pixel tumour, in [0, 1].
+    mask: uint8 {0, 1}, probability ≥ 0.5 (majority; a tie counts as tumour).
+    uncertainty: variance of the binary members = p(1 − p), in [0, 0.25].
+    entropy: binary entropy of the probability in bits, in [0, 1].
+    """
+
+    probability: torch.Tensor
+    mask: torch.Tensor
+    uncertainty: torch.Tensor
+    entropy: torch.Tensor
+
+
+def binarise(samples: torch.Tensor) -> torch.Tensor:
+    """Sampler output x̂_0 ∈ [−1, 1] → member masks {0, 1}: threshold at 0.5 on the [0, 1] mask scale."""
+    return ((samples + 1.0) / 2.0 >= 0.5).float()
+
+
+def aggregate(members: torch.Tensor) -> EnsembleResult:
+    """members (N, ...) in {0, 1}: N binary member masks of the same pixels → :class:`EnsembleResult`."""
+    if members.ndim < 2 or members.shape[0] < 1:
+        raise ValueError("members must be (N, ...) with N >= 1")
+    members = members.float()
+    p = members.mean(dim=0)
+    uncertainty = members.var(dim=0, unbiased=False)
+    entropy = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / torch.log(torch.tensor(2.0))
+    return EnsembleResult(probability=p, mask=(p >= 0.5).to(torch.uint8), uncertainty=uncertainty, entropy=entropy)
