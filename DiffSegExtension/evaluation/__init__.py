@@ -1,0 +1,1 @@
+"""Evaluation: segmentation and uncertainty metrics, and the per-case evaluation run."""
