@@ -1,0 +1,152 @@
+"""Model cards as the module sees them: which models exist and which inputs each one needs.
+
+A model folder holds ``model.json`` (the card) and ``weights.safetensors``. The card is read with
+:mod:`json` here, never through the engine: the Slicer process must not import torch. Only the
+fields the panel needs are interpreted; the engine validates the rest when it runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import bundled_models_dir
+
+#: Canonical modality names (the engine's) → label shown in the panel.
+MODALITY_LABELS = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
+
+#: Parameter-node attribute holding the volume chosen for each modality.
+MODALITY_PARAMETERS = {"flair": "flairVolume", "t1": "t1Volume", "t1ce": "t1ceVolume", "t2": "t2Volume"}
+
+#: Name patterns (lower-case, fnmatch) used to pre-select a loaded volume for a modality. Checked
+#: in order; ``t1`` excludes names that look like a contrast-enhanced T1.
+NAME_PATTERNS = {
+    "flair": ["*flair*"],
+    "t1ce": ["*t1ce*", "*t1c*", "*t1gd*", "*t1-gd*", "*t1_gd*", "*t1post*", "*t1+c*", "*contrast*"],
+    "t1": ["*t1*"],
+    "t2": ["*t2*"],
+}
+_T1_EXCLUDE = NAME_PATTERNS["t1ce"]
+_T2_EXCLUDE = ["*flair*"]
+
+DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5}
+
+
+class ModelCardError(ValueError):
+    """A model folder without a readable, complete ``model.json``."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the panel needs to know about a model.
+
+    ``path`` is the model folder, passed to the engine as ``--model``.
+    ``modalities`` are canonical names in channel order; the first is the reference volume whose
+    grid the outputs share.
+    """
+
+    name: str
+    title: str
+    path: Path
+    modalities: tuple[str, ...]
+    inference_defaults: dict = field(default_factory=dict)
+    intended_use: str = ""
+
+    @property
+    def reference_modality(self) -> str:
+        return self.modalities[0]
+
+    def default(self, key: str):
+        """An inference default from the card, else DiffSeg's (sampler/steps/members)."""
+        return self.inference_defaults.get(key, DEFAULT_INFERENCE.get(key))
+
+
+def read_model_card(folder: Path | str) -> ModelCard:
+    """Read ``<folder>/model.json``.
+
+    :raises ModelCardError: if the file is missing, not JSON, or lacks ``modalities``.
+    """
+    folder = Path(folder)
+    card_file = folder / "model.json"
+    try:
+        data = json.loads(card_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelCardError(f"'{folder}' is not a DiffSeg model folder: it has no model.json.") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelCardError(f"The model card {card_file} cannot be read: {err}") from None
+    modalities = data.get("modalities")
+    if not modalities or not isinstance(modalities, list):
+        raise ModelCardError(f"The model card {card_file} does not list its input 'modalities'.")
+    unknown = [m for m in modalities if m not in MODALITY_LABELS]
+    if unknown:
+        raise ModelCardError(f"The model card {card_file} lists unknown modalities {unknown}; "
+                             f"known ones are {list(MODALITY_LABELS)}.")
+    return ModelCard(
+        name=str(data.get("name", folder.name)),
+        title=str(data.get("title", data.get("name", folder.name))),
+        path=folder,
+        modalities=tuple(modalities),
+        inference_defaults=dict(data.get("inference_defaults", {})),
+        intended_use=str(data.get("intended_use", "")),
+    )
+
+
+def list_bundled_models(models_dir: Path | None = None) -> list[ModelCard]:
+    """Readable model cards under ``Resources/Models`` (sorted by name; unreadable ones skipped)."""
+    models_dir = Path(models_dir) if models_dir else bundled_models_dir()
+    cards = []
+    if models_dir.is_dir():
+        for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+            try:
+                cards.append(read_model_card(folder))
+            except ModelCardError:
+                continue
+    return cards
+
+
+def find_model(name_or_path: str | Path, models_dir: Path | None = None) -> ModelCard:
+    """A model by bundled name (e.g. ``"phantom"``) or by folder path.
+
+    :raises ModelCardError: if neither a bundled model nor a model folder matches.
+    """
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        return read_model_card(candidate)
+    for card in list_bundled_models(models_dir):
+        if card.name == str(name_or_path) or card.path.name == str(name_or_path):
+            return card
+    available = [c.name for c in list_bundled_models(models_dir)]
+    raise ModelCardError(f"No DiffSeg model named '{name_or_path}'. Bundled models: {available or 'none'}; "
+                         "or give the path of a model folder.")
+
+
+def matches_modality(volume_name: str, modality: str) -> bool:
+    """Whether a volume name looks like the given modality (see :data:`NAME_PATTERNS`)."""
+    name = volume_name.lower()
+    if not any(fnmatch.fnmatch(name, p) for p in NAME_PATTERNS[modality]):
+        return False
+    if modality == "t1" and any(fnmatch.fnmatch(name, p) for p in _T1_EXCLUDE):
+        return False
+    if modality == "t2" and any(fnmatch.fnmatch(name, p) for p in _T2_EXCLUDE):
+        return False
+    return True
+
+
+def auto_assign(volume_names: dict[str, str], modalities: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Pick a volume for each modality by name pattern.
+
+    :param volume_names: node ID → node name of the candidate volumes, in scene order.
+    :return: modality → node ID, only for modalities with a match; never one volume twice.
+    """
+    assigned: dict[str, str] = {}
+    used: set[str] = set()
+    # Most specific first, so that "t1ce" is not taken by the "t1" pattern.
+    for modality in sorted(modalities, key=["t1ce", "flair", "t2", "t1"].index):
+        for node_id, name in volume_names.items():
+            if node_id not in used and matches_modality(name, modality):
+                assigned[modality] = node_id
+                used.add(node_id)
+                break
+    return assigned

@@ -1,0 +1,321 @@
+"""Run the engine in a child process and turn its stdout into events.
+
+The engine (``python -m DiffSegExtension segment ... --progress json``) prints one JSON object per
+line: ``progress`` once per sampler step, ``log``, then ``done`` (with the output paths) or
+``error``. Lines that are not JSON objects are kept as plain text events.
+
+Threading rule: the reader threads only *queue* raw lines (stdout) or keep the tail (stderr); all
+parsing and every callback happen on the caller's thread, in :meth:`EngineRunner.poll` or
+:meth:`EngineRunner.wait`. No Qt and no MRML here, so the runner works the same in Slicer (driven by
+a ``qt.QTimer``), in the Python console (blocking) and in tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from .paths import engine_python, engine_root
+
+#: stdout lines longer than this are cut (a runaway child cannot fill the memory of the reader).
+MAX_LINE_CHARS = 100_000
+_EOF = object()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One sampler step: ``done`` of ``total`` steps, seconds so far and estimated seconds left."""
+
+    done: int
+    total: int
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """``done / total`` in [0, 1] (0 when total is 0)."""
+        return min(1.0, max(0.0, self.done / self.total)) if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """A parsed stdout line. ``kind`` is ``progress``, ``log``, ``done``, ``error`` or ``text``."""
+
+    kind: str
+    data: dict
+    line: str
+
+    @property
+    def progress(self) -> Progress | None:
+        if self.kind != "progress":
+            return None
+        d = self.data
+        eta = d.get("eta_s")
+        return Progress(int(d.get("done", 0)), int(d.get("total", 0)), float(d.get("elapsed_s", 0.0)),
+                        None if eta is None else float(eta), str(d.get("message", "")))
+
+
+def parse_line(line: str) -> EngineEvent:
+    """Parse one stdout line. JSON objects with an ``event`` key become that kind; else ``text``."""
+    text = line.rstrip("\r\n")
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("event"), str):
+            return EngineEvent(data["event"], data, text)
+    return EngineEvent("text", {"message": text}, text)
+
+
+@dataclass
+class EngineResult:
+    """How a run ended. ``ok`` means exit code 0 *and* a ``done`` event with outputs."""
+
+    returncode: int | None
+    cancelled: bool = False
+    outputs: dict = field(default_factory=dict)
+    seconds: float | None = None
+    error: str | None = None
+    stderr_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.cancelled and self.returncode == 0 and bool(self.outputs)
+
+    def failure_message(self) -> str:
+        """One readable sentence (plus the end of stderr for crashes) explaining a failed run."""
+        if self.cancelled:
+            return "The DiffSeg run was cancelled."
+        if self.error:
+            return f"DiffSeg could not run: {self.error}"
+        if self.returncode == 0:
+            return "The DiffSeg engine finished without reporting its outputs."
+        tail = f"\n\nEnd of the engine's error output:\n{self.stderr_tail}" if self.stderr_tail else ""
+        return f"The DiffSeg engine stopped with exit code {self.returncode}.{tail}"
+
+
+def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_dir: str | Path, *,
+                      members: int, sampler: str, steps: int, seed: int, device: str = "auto",
+                      slices: tuple[int, int] | None = None) -> list[str]:
+    """Command-line arguments of ``python -m DiffSegExtension`` for one segmentation run.
+
+    :param inputs: modality (``flair``, ``t1``, ``t1ce``, ``t2``) → NIfTI path.
+    :param slices: half-open ``(a, b)`` range of source voxel indices along the slice axis.
+    """
+    args = ["segment", "--model", str(model)]
+    for modality in ("flair", "t1", "t1ce", "t2"):
+        if modality in inputs:
+            args += [f"--{modality}", str(inputs[modality])]
+    args += ["--out", str(out_dir), "--members", str(int(members)), "--sampler", sampler,
+             "--steps", str(int(steps)), "--seed", str(int(seed)), "--device", device]
+    if slices is not None:
+        args += ["--slices", f"{int(slices[0])}:{int(slices[1])}"]
+    args += ["--progress", "json", "--overwrite"]
+    return args
+
+
+class EngineRunner:
+    """Starts ``<python> -m DiffSegExtension <args>`` and reports its events.
+
+    :param python: interpreter (default: :func:`paths.engine_python`, PythonSlicer inside Slicer).
+    :param engine_path: folder containing the ``DiffSegExtension`` package (prepended to PYTHONPATH).
+    :param module: the ``-m`` module to run (tests may point it at another module).
+    :param extra_env: environment variables added for the child.
+    """
+
+    def __init__(self, python: str | None = None, engine_path: str | Path | None = None,
+                 module: str = "DiffSegExtension", extra_env: Mapping[str, str] | None = None):
+        self.python = python or engine_python()
+        self.engine_path = Path(engine_path) if engine_path else None
+        self.module = module
+        self.extra_env = dict(extra_env or {})
+        self.process: subprocess.Popen | None = None
+        self.started_at: float | None = None
+        self.last_progress: Progress | None = None
+        self._lines: queue.Queue = queue.Queue()
+        self._stderr: collections.deque = collections.deque(maxlen=60)
+        self._threads: list[threading.Thread] = []
+        self._stdout_closed = False
+        self._cancelled = False
+        self._outputs: dict = {}
+        self._seconds: float | None = None
+        self._error: str | None = None
+
+    # -- starting -----------------------------------------------------------------------------
+    def command(self, args: Sequence[str]) -> list[str]:
+        return [self.python, "-m", self.module, *map(str, args)]
+
+    def _environment(self) -> dict:
+        env = dict(os.environ)
+        root = str(self.engine_path or engine_root())
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        env.update(self.extra_env)
+        return env
+
+    def start(self, args: Sequence[str], cwd: str | Path | None = None) -> None:
+        """Start the child; returns at once. Raises ``RuntimeError`` if one is already running."""
+        if self.running:
+            raise RuntimeError("The DiffSeg engine is already running.")
+        kwargs: dict = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        else:
+            kwargs["start_new_session"] = True  # own process group: cancel kills the whole tree
+        self.process = subprocess.Popen(
+            self.command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", errors="replace", bufsize=1, env=self._environment(),
+            cwd=str(cwd) if cwd else None, **kwargs)
+        self.started_at = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(self.process.stderr,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self, stream) -> None:
+        """Reader thread: queue raw lines, then an end marker. Nothing else."""
+        try:
+            for line in stream:
+                self._lines.put(line[:MAX_LINE_CHARS])
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._lines.put(_EOF)
+
+    def _read_stderr(self, stream) -> None:
+        """Reader thread: keep the last lines of stderr (tracebacks, tqdm) for error messages."""
+        try:
+            for line in stream:
+                self._stderr.append(line.rstrip("\r\n")[:2000])
+        except (OSError, ValueError):
+            pass
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until the child has exited *and* its stdout is fully read."""
+        if self.process is None:
+            return False
+        return self.process.poll() is None or not self._stdout_closed
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    # -- events ---------------------------------------------------------------------------------
+    def poll(self) -> list[EngineEvent]:
+        """Parse every queued line (non-blocking). Call from the thread that owns the UI/scene."""
+        events = []
+        while True:
+            try:
+                item = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if item is _EOF:
+                self._stdout_closed = True
+                continue
+            events.append(self._record(parse_line(item)))
+        return events
+
+    def _record(self, event: EngineEvent) -> EngineEvent:
+        if event.kind == "progress":
+            self.last_progress = event.progress
+        elif event.kind == "done":
+            self._outputs = dict(event.data.get("outputs") or {})
+            self._seconds = event.data.get("seconds")
+        elif event.kind == "error":
+            self._error = str(event.data.get("message", "unknown error"))
+        return event
+
+    def wait(self, on_event: Callable[[EngineEvent], None] | None = None,
+             timeout: float | None = None, should_cancel: Callable[[], bool] | None = None) -> EngineResult:
+        """Block until the child ends, passing each event to ``on_event`` on this thread.
+
+        :param timeout: seconds; on expiry the child is killed and ``TimeoutError`` raised.
+        :param should_cancel: polled about 10× a second; when it returns True the run is cancelled.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running:
+            for event in self.poll():
+                if on_event:
+                    on_event(event)
+            if should_cancel is not None and should_cancel():
+                self.cancel()
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError(f"The DiffSeg engine did not finish within {timeout} s and was stopped.")
+            time.sleep(0.05)
+        for event in self.poll():
+            if on_event:
+                on_event(event)
+        return self.result()
+
+    def result(self) -> EngineResult:
+        """The outcome so far (complete once :attr:`running` is False)."""
+        for thread in self._threads:
+            thread.join(timeout=5)
+        code = self.process.poll() if self.process else None
+        return EngineResult(returncode=code, cancelled=self._cancelled, outputs=dict(self._outputs),
+                            seconds=self._seconds, error=self._error, stderr_tail="\n".join(self._stderr))
+
+    # -- stopping -------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Kill the child and everything it started, then wait for it to be gone."""
+        if self.process is None:
+            return
+        self._cancelled = True
+        if self.process.poll() is None:
+            kill_process_tree(self.process)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.poll()
+
+
+def _descendants(pid: int) -> Iterable[int]:
+    try:
+        import psutil  # shipped with Slicer; optional elsewhere
+    except ImportError:
+        return []
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """Kill ``process`` and its descendants (PythonSlicer is a launcher: its child does the work)."""
+    children = list(_descendants(process.pid))
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the child leads its own process group
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in children:  # anything that left the group
+        try:
+            os.kill(pid, signal.SIGKILL if os.name != "nt" else signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+    if process.poll() is None:
+        process.kill()

@@ -1,0 +1,125 @@
+"""Fixtures for the Slicer-module tests: a real MRML scene built from ``slicer-core``.
+
+No Slicer application runs here. The scene is assembled the way Slicer assembles it (DESIGN.md §5):
+an application logic with colour, volumes, segmentations and subject-hierarchy module logics
+registered by name, plus one slice view (slice node + composite node) so display code has a
+target. ``slicer.mrmlScene`` points at it for the duration of a test.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO / "DiffSegModule"
+for path in (str(REPO), str(MODULE_DIR)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import slicer  # noqa: E402  (slicer-core)
+import vtk  # noqa: E402
+
+#: Small, oblique, non-isotropic test grid (voxels; mm).
+SHAPE = (40, 44, 16)
+SPACING = (1.2, 1.0, 2.5)
+
+
+class SceneHarness:
+    """A scene with Slicer's module logics, and helpers to load data the way Slicer does."""
+
+    def __init__(self, home: Path):
+        self.scene = slicer.vtkMRMLScene()
+        self.app_logic = slicer.vtkSlicerApplicationLogic()
+        self.app_logic.SetMRMLScene(self.scene)
+        self.app_logic.SetHomeDirectory(str(home))  # no colour files here: only built-in tables
+        self.app_logic.SetSliceLogics(vtk.vtkCollection())
+        self.app_logic.SetViewLogics(vtk.vtkCollection())
+        colors = slicer.vtkSlicerColorLogic()
+        colors.SetMRMLApplicationLogic(self.app_logic)
+        colors.SetMRMLScene(self.scene)  # adds the default colour nodes
+        self.app_logic.SetModuleLogic("Colors", colors)
+        self.logics = {"Colors": colors}
+        for name, cls in (("Volumes", slicer.vtkSlicerVolumesLogic),
+                          ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+                          ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
+            logic = cls()
+            logic.SetMRMLApplicationLogic(self.app_logic)
+            logic.SetMRMLScene(self.scene)
+            self.app_logic.SetModuleLogic(name, logic)
+            self.logics[name] = logic
+        slice_node = self.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        slice_node.SetLayoutName("Red")
+        slice_node.SetOrientationToAxial()
+        composite = self.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+        composite.SetLayoutName("Red")
+        self.slice_node, self.composite = slice_node, composite
+        hierarchy = self.scene.GetSubjectHierarchyNode()
+        patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient 1")
+        self.study = hierarchy.CreateStudyItem(patient, "MR brain")
+
+    def load_volume(self, path: Path, name: str, in_study: bool = True):
+        """Load a NIfTI through the volumes logic (as File > Add Data does) and file it under the study."""
+        node = self.logics["Volumes"].AddArchetypeVolume(str(path), name)
+        assert node is not None, f"could not load {path}"
+        if in_study:
+            hierarchy = self.scene.GetSubjectHierarchyNode()
+            item = hierarchy.GetItemByDataNode(node) or hierarchy.CreateItem(self.study, node)
+            hierarchy.SetItemParent(item, self.study)
+        return node
+
+    def snapshot(self) -> list[tuple[str, int]]:
+        """IDs and modification times of every node: equal snapshots = untouched scene."""
+        nodes = [self.scene.GetNthNode(i) for i in range(self.scene.GetNumberOfNodes())]
+        return sorted((n.GetID(), n.GetMTime()) for n in nodes)
+
+    def node_ids(self) -> list[str]:
+        return sorted(self.scene.GetNthNode(i).GetID() for i in range(self.scene.GetNumberOfNodes()))
+
+    def hierarchy_items(self) -> int:
+        ids = vtk.vtkIdList()
+        self.scene.GetSubjectHierarchyNode().GetItemChildren(
+            self.scene.GetSubjectHierarchyNode().GetSceneItemID(), ids, True)
+        return ids.GetNumberOfIds()
+
+
+@pytest.fixture
+def harness(tmp_path):
+    home = tmp_path / "slicer-home"
+    home.mkdir()
+    h = SceneHarness(home)
+    previous = getattr(slicer, "mrmlScene", None)
+    slicer.mrmlScene = h.scene
+    yield h
+    h.scene.Clear(True)
+    slicer.mrmlScene = previous
+
+
+def write_case(folder: Path, seed: int = 0, shape=SHAPE, spacing=SPACING, oblique: bool = True) -> dict:
+    """The engine's phantom (4 modalities + label) written as NIfTI; returns modality → path."""
+    from DiffSegExtension.data.phantom import make_phantom, write_phantom_case
+
+    phantom = make_phantom(seed, shape=shape, spacing=spacing, oblique=oblique)
+    case = write_phantom_case(folder, f"case{seed}", phantom)
+    return {m: case / f"case{seed}_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2", "seg")}
+
+
+@pytest.fixture
+def case_files(tmp_path) -> dict:
+    """Phantom NIfTI files with an oblique, non-isotropic affine."""
+    return write_case(tmp_path / "data")
+
+
+@pytest.fixture
+def volumes(harness, case_files) -> dict:
+    """The four phantom modalities loaded into the scene (names like BraTS: case0_flair, ...)."""
+    return {m: harness.load_volume(case_files[m], f"case0_{m}") for m in ("flair", "t1", "t1ce", "t2")}
+
+
+def ijk_to_ras(node) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
