@@ -1,0 +1,65 @@
+"""Physical-space resampling between voxel grids (nibabel affines → SimpleITK).
+
+nibabel: array axes (i, j, k), ``affine`` maps (i, j, k, 1) to RAS millimetres.
+SimpleITK: image index (x, y, z) = (i, j, k), physical points in LPS millimetres, and its numpy view
+is (z, y, x) = (k, j, i). So an nibabel array goes in transposed (2, 1, 0), and the LPS geometry is
+``diag(-1, -1, 1) @ affine``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def sitk_geometry(affine: np.ndarray) -> tuple[list[float], list[float], list[float]]:
+    """(spacing, origin, row-major direction) of a 4×4 RAS affine, in SimpleITK's LPS convention."""
+    lps = _RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)
+    matrix = lps[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    direction = matrix / spacing  # column c = direction of index axis c
+    return spacing.tolist(), lps[:3, 3].tolist(), direction.ravel().tolist()
+
+
+def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of a 3D nibabel-ordered array (i, j, k) with its RAS ``affine``."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    spacing, origin, direction = sitk_geometry(affine)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+def from_sitk(image: sitk.Image) -> np.ndarray:
+    """The nibabel-ordered (i, j, k) array of a 3D SimpleITK image."""
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+
+
+def same_grid(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray,
+              atol_mm: float = 1e-3) -> bool:
+    """Whether two grids have the same shape and, within ``atol_mm``, the same affine."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, rtol=0.0, atol=atol_mm)
+
+
+def resample_to_grid(array: np.ndarray, affine: np.ndarray, ref_shape: tuple[int, int, int],
+                     ref_affine: np.ndarray, *, nearest: bool = False) -> np.ndarray:
+    """``array`` (on the grid ``affine``) resampled onto the grid (``ref_shape``, ``ref_affine``).
+
+    Linear interpolation, or nearest neighbour for label maps. Reference voxels whose centre lies
+    outside the moving image are NaN, so the caller can see (and fill) the part with no data.
+    Returns float32 of shape ``ref_shape``, axis order as the reference.
+    """
+    moving = to_sitk(np.asarray(array, dtype=np.float32), affine)
+    spacing, origin, direction = sitk_geometry(ref_affine)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(n) for n in ref_shape])
+    resampler.SetOutputSpacing(spacing)
+    resampler.SetOutputOrigin(origin)
+    resampler.SetOutputDirection(direction)
+    resampler.SetInterpolator(sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(float("nan"))
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    return from_sitk(resampler.Execute(moving))
