@@ -1,0 +1,99 @@
+"""Checking the volumes chosen for a run before anything is written or started.
+
+Every problem is a sentence that names the volume or modality and says what to do; the panel
+shows the first one as the Apply button's tooltip and the logic raises it as
+:class:`DiffSegInputError`. Checking never changes the scene.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from . import geometry
+from .models import MODALITY_LABELS, ModelCard
+
+#: Inputs must share at least this fraction of the reference volume's physical extent.
+MIN_OVERLAP = 0.10
+
+
+class DiffSegInputError(ValueError):
+    """The inputs of a run are not usable; the message says why and how to fix it."""
+
+
+def _label(modality: str) -> str:
+    return MODALITY_LABELS.get(modality, modality)
+
+
+def input_problems(card: ModelCard, volumes: Mapping[str, object],
+                   slices: tuple[int, int] | None = None) -> list[str]:
+    """All reasons why ``volumes`` (modality → volume node or None) cannot be run with ``card``.
+
+    Checks, in order: every modality the card lists has a volume; each is a scalar (not label, not
+    vector) volume with 3D image data; no volume is used twice; every volume overlaps the reference
+    volume (the card's first modality) in physical space; the optional slice range fits.
+    """
+    problems: list[str] = []
+    missing = [m for m in card.modalities if volumes.get(m) is None]
+    if missing:
+        names = ", ".join(_label(m) for m in missing)
+        problems.append(f"Select a volume for {names} (the model '{card.title}' needs "
+                        f"{', '.join(_label(m) for m in card.modalities)}).")
+        return problems
+
+    chosen = {m: volumes[m] for m in card.modalities}
+    for modality, node in chosen.items():
+        if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+            problems.append(f"'{node.GetName()}' ({_label(modality)}) is not a scalar image volume; "
+                            "choose an MRI volume, not a label map or segmentation.")
+            continue
+        image = node.GetImageData()
+        if image is None or image.GetNumberOfPoints() == 0:
+            problems.append(f"'{node.GetName()}' ({_label(modality)}) has no image data.")
+            continue
+        if image.GetNumberOfScalarComponents() != 1:
+            problems.append(f"'{node.GetName()}' ({_label(modality)}) has {image.GetNumberOfScalarComponents()} "
+                            "components per voxel; DiffSeg needs a single-component (grey-scale) MRI volume.")
+            continue
+        dims = image.GetDimensions()
+        if min(dims) < 2:
+            problems.append(f"'{node.GetName()}' ({_label(modality)}) is 2D ({dims[0]}×{dims[1]}×{dims[2]} voxels); "
+                            "DiffSeg needs a 3D volume.")
+    if problems:
+        return problems
+
+    seen: dict[str, str] = {}
+    for modality, node in chosen.items():
+        if node.GetID() in seen:
+            problems.append(f"The same volume '{node.GetName()}' is selected for {_label(seen[node.GetID()])} and "
+                            f"{_label(modality)}; each modality needs its own volume.")
+        seen.setdefault(node.GetID(), modality)
+    if problems:
+        return problems
+
+    reference = chosen[card.reference_modality]
+    for modality, node in chosen.items():
+        if node is reference:
+            continue
+        fraction = geometry.overlap_fraction(node, reference)
+        if fraction < MIN_OVERLAP:
+            problems.append(
+                f"'{node.GetName()}' ({_label(modality)}) and '{reference.GetName()}' "
+                f"({_label(card.reference_modality)}) do not overlap in physical space "
+                f"({100 * fraction:.0f} % shared); register the volumes or fix their transforms first.")
+    if problems:
+        return problems
+
+    if slices is not None:
+        n = geometry.dimensions(reference)[geometry.slice_axis(reference)]
+        a, b = slices
+        if not 0 <= a < b <= n:
+            problems.append(f"The slice range {a}:{b} is outside '{reference.GetName()}', which has {n} slices "
+                            f"(valid: 0 ≤ start < stop ≤ {n}).")
+    return problems
+
+
+def check_inputs(card: ModelCard, volumes: Mapping[str, object], slices: tuple[int, int] | None = None) -> None:
+    """Raise :class:`DiffSegInputError` with the first problem found by :func:`input_problems`."""
+    problems = input_problems(card, volumes, slices)
+    if problems:
+        raise DiffSegInputError(problems[0])
