@@ -1,0 +1,61 @@
+"""Arguments and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from DiffSegExtension.config import KNOWN_MODALITIES
+from DiffSegExtension.diffusion.samplers import SAMPLERS
+from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.segment import SegmentOptions
+from DiffSegExtension.model_card import LoadedModel
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """--members/--sampler/--steps (defaults from the model card), --eta, --seed, --device, --batch-size."""
+    group = parser.add_argument_group("sampling (defaults come from the model card)")
+    group.add_argument("--members", type=int, help="ensemble members per slice")
+    group.add_argument("--sampler", choices=sorted(SAMPLERS), help="reverse-diffusion sampler")
+    group.add_argument("--steps", type=int, help="sampler steps (network passes per member)")
+    group.add_argument("--eta", type=float, default=None, help="DDIM noise level η (0 = deterministic)")
+    group.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result")
+    group.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    group.add_argument("--batch-size", type=int, default=None, help="(slice, member) items per network pass")
+
+
+def sampling_options(args: argparse.Namespace, model: LoadedModel, slice_range=None) -> SegmentOptions:
+    defaults = model.inference_defaults
+    sampler = args.sampler or defaults["sampler"]
+    extra = {}
+    if args.eta is not None:
+        if sampler != "ddim":
+            raise DiffSegInputError("--eta applies to --sampler ddim only: drop it or use ddim")
+        extra["eta"] = args.eta
+    return SegmentOptions(members=args.members or defaults["members"], sampler=sampler,
+                          steps=args.steps or defaults["steps"], seed=args.seed, device=args.device,
+                          slice_range=slice_range, batch_size=args.batch_size, sampler_options=extra)
+
+
+def add_modality_arguments(parser: argparse.ArgumentParser) -> None:
+    for name in KNOWN_MODALITIES:
+        parser.add_argument(f"--{name}", type=Path, metavar="NIFTI", help=f"{name.upper()} volume (.nii/.nii.gz)")
+
+
+def parse_slice_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise DiffSegInputError(f"--slices '{text}' is not a range: give start:stop, e.g. 40:90") from None
+    if start < 0 or stop <= start:
+        raise DiffSegInputError(f"--slices {text} is empty or negative: give start:stop with 0 <= start < stop")
+    return start, stop
+
+
+def distributed_share(items: list) -> list:
+    """This process's share of ``items`` when started by torchrun (round robin by rank)."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return items[rank::world]

@@ -1,0 +1,24 @@
+"""``diffseg models``: list the bundled models with their inputs and intended use."""
+
+from __future__ import annotations
+
+import argparse
+
+from DiffSegExtension.model_card import bundled_models_dir, list_bundled_models, read_model_card
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list bundled models")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    folders = list_bundled_models()
+    if not folders:
+        print(f"no bundled models in {bundled_models_dir()}")
+    for folder in folders:
+        card = read_model_card(folder)
+        defaults = card.get("inference_defaults", {})
+        print(f"{folder.name:16s} inputs: {', '.join(card['modalities']):24s} {card.get('title', '')}")
+        print(f"{'':16s} defaults: {defaults}  use: {card.get('intended_use', '')}")
+    return 0

@@ -1,0 +1,76 @@
+"""``diffseg segment``: segmentation, probability, uncertainty and an overview for one case or many."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, distributed_share,
+                                              parse_slice_range, sampling_options)
+from DiffSegExtension.config import KNOWN_MODALITIES
+from DiffSegExtension.data.loading import load_case
+from DiffSegExtension.data.modalities import list_cases
+from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.outputs import check_output_folder, write_outputs
+from DiffSegExtension.inference.progress import Progress
+from DiffSegExtension.inference.segment import resolve_device, segment_case
+from DiffSegExtension.model_card import load_model
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment a case (modality files) or a folder of cases",
+                       description="Segment brain tumour with an implicit diffusion ensemble. Give each modality "
+                                   "the model needs (--flair ... ) or --input with a case folder or a folder of cases.")
+    p.add_argument("--model", default="brats-flair", help="model folder or bundled model name (see `diffseg models`)")
+    add_modality_arguments(p)
+    p.add_argument("--input", type=Path, help="a case folder (<anything>_<modality>.nii.gz) or a folder of case folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per case with --input)")
+    p.add_argument("--slices", help="only these input slices along the superior–inferior axis, start:stop (half-open)")
+    add_sampling_arguments(p)
+    p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
+                   help="json: one machine-readable line per sampler step on stdout")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(handler=run)
+
+
+def _explicit_files(args, modalities) -> dict[str, Path]:
+    given = {m: getattr(args, m) for m in KNOWN_MODALITIES if getattr(args, m) is not None}
+    unknown = sorted(set(given) - set(modalities))
+    if unknown:
+        raise DiffSegInputError(f"the model uses {', '.join(modalities)}; --{' --'.join(unknown)} is not one of its inputs: "
+                                "drop it or choose a model that uses it (`diffseg models`)")
+    missing = [m for m in modalities if m not in given]
+    if missing:
+        raise DiffSegInputError(f"the model needs {', '.join(modalities)}: add --{' --'.join(missing)} <file>")
+    return {m: given[m] for m in modalities}
+
+
+def run(args: argparse.Namespace) -> int:
+    progress = Progress(args.progress)
+    slice_range = parse_slice_range(args.slices)
+    model = load_model(args.model, device="cpu")
+    explicit = any(getattr(args, m) is not None for m in KNOWN_MODALITIES)
+    if explicit == (args.input is not None):
+        raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
+    if explicit:
+        jobs = [(_explicit_files(args, model.modalities), args.out)]
+    else:
+        cases = list_cases(args.input)
+        single = cases == [Path(args.input)]
+        jobs = [(case, args.out if single else args.out / case.name) for case in distributed_share(cases)]
+    for _, out in jobs:
+        check_output_folder(out, args.overwrite)
+    options = sampling_options(args, model, slice_range)
+    resolve_device(options.device)
+    started = time.perf_counter()
+    outputs = {}
+    for source, out in jobs:
+        case = load_case(source, model.modalities)
+        progress.log(f"segmenting {case.name} ({' × '.join(map(str, case.shape))} voxels) with model '{model.name}'")
+        seg = segment_case(model, case, options, progress)
+        outputs = write_outputs(seg, case, out, {"name": model.name, "folder": str(model.folder),
+                                                 "modalities": list(model.modalities)}, overwrite=args.overwrite)
+        progress.log(f"{case.name}: {int(seg.mask.sum())} tumour voxels, {seg.seconds:.1f} s → {out}")
+    progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))
+    return 0

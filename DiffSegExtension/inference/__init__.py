@@ -1,0 +1,1 @@
+"""Segmentation of volumes with an implicit ensemble: batching, progress, outputs."""

@@ -1,0 +1,59 @@
+"""Sample N ensemble members for S prepared slices, batched as (slice × member) items."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from DiffSegExtension.diffusion.sampling import sample_generators, sample_masks
+from DiffSegExtension.diffusion.samplers import make_sampler
+from DiffSegExtension.diffusion.schedule import NoiseSchedule
+from DiffSegExtension.ensemble import binarise
+
+
+def sample_ensemble(
+    network: nn.Module,
+    schedule: NoiseSchedule,
+    images: torch.Tensor,
+    slice_ids: list[int],
+    *,
+    members: int,
+    sampler: str,
+    steps: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[], None] | None = None,
+    sampler_options: dict | None = None,
+) -> torch.Tensor:
+    """Binary member masks for every slice.
+
+    images (S, M, H, W) float32 normalised modalities; ``slice_ids`` (S,) stable ids of the slices
+    (their source indices), which with ``seed`` and the member index fix each sample's noise.
+    Items are processed in batches of ``batch_size`` (slice, member) pairs, one network pass per
+    sampler step and batch (``on_step`` is called after each).
+    Returns (N, S, H, W) uint8 in {0, 1} on the CPU.
+    """
+    if members < 1:
+        raise ValueError("members must be >= 1")
+    count, _, height, width = images.shape
+    items = [(s, m) for s in range(count) for m in range(members)]
+    out = torch.empty(members, count, height, width, dtype=torch.uint8)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        condition = images[[s for s, _ in chunk]].to(device)
+        generators = sample_generators(seed, [(slice_ids[s], m) for s, m in chunk])
+        run = make_sampler(sampler, schedule, steps, **(sampler_options or {}))
+        x0 = sample_masks(network, condition, run, generators, on_step=on_step)
+        masks = binarise(x0[:, 0]).to(torch.uint8).cpu()
+        for (s, m), mask in zip(chunk, masks):
+            out[m, s] = mask
+    return out
+
+
+def passes_needed(slices: int, members: int, steps: int, batch_size: int) -> int:
+    """Network passes (forward calls) to sample ``members`` for ``slices`` slices."""
+    return math.ceil(slices * members / batch_size) * steps

@@ -1,0 +1,1 @@
+"""Training: the loop, EMA, validation, distributed set-up and checkpoints."""
