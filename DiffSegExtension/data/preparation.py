@@ -1,0 +1,211 @@
+"""Volume → network-ready axial slices, and network output maps → back onto the source grid.
+
+Forward (:func:`prepare_volume`): reorient exactly to the canonical frame, normalise each modality,
+select the slices with brain, resample in-plane to the model's pixel spacing, crop all slices to one
+common brain box and zero-pad to the network's size multiple. Backward (:meth:`PreparedVolume.restore`)
+undoes each step in reverse order. In-plane resampling on both ways uses PyTorch's
+``align_corners=False`` convention (the image's outer pixel edges stay fixed), so pixel centres map
+onto each other and the round trip is unbiased.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from DiffSegExtension.config import PreprocessConfig
+from DiffSegExtension.data.geometry import CanonicalFrame
+from DiffSegExtension.data.loading import Case
+from DiffSegExtension.data.modalities import canonical_modality
+from DiffSegExtension.data.normalise import foreground_mask, normalise
+from DiffSegExtension.errors import DiffSegInputError
+
+#: In-plane resampling is skipped when the spacing is within this relative tolerance of the target.
+_SPACING_TOLERANCE = 1e-3
+
+
+@dataclass
+class PreparedVolume:
+    """The selected slices of one case, ready for the network, and what is needed to map back.
+
+    ``images``: (S, M, H, W) float32 in [0, 1] — S selected canonical slices, M modalities (in the
+    order asked for), H × W = canonical axes 0 × 1 (default LPS: left × posterior) at
+    ``pixel_spacing`` mm, H and W multiples of the size multiple. Outside the brain: 0.
+    ``label``: (S, H, W) uint8 {0, 1} whole tumour, or ``None``. ``brain``: (S, H, W) bool.
+    ``source_slices[s]``: index along the source voxel axis ``frame.slice_axis`` of slice s.
+    """
+
+    images: torch.Tensor
+    label: torch.Tensor | None
+    brain: torch.Tensor
+    source_slices: list[int]
+    frame: CanonicalFrame
+    modalities: tuple[str, ...]
+    #: Actual in-plane pixel size (mm) of ``images`` along H and W.
+    pixel_spacing: tuple[float, float]
+    _canonical_slices: list[int] = field(repr=False)
+    _inplane_shape: tuple[int, int] = field(repr=False)  # canonical (n0, n1) before resampling
+    _resampled_shape: tuple[int, int] = field(repr=False)  # (n0', n1') after resampling
+    _offset: tuple[int, int] = field(repr=False)  # (row, col) of images[..., 0, 0] in the resampled slice
+
+    def __len__(self) -> int:
+        return len(self.source_slices)
+
+    @property
+    def resampled(self) -> bool:
+        return self._resampled_shape != self._inplane_shape
+
+    def restore(self, maps: np.ndarray | torch.Tensor, fill: float = 0.0) -> np.ndarray:
+        """Per-slice maps (S, H, W) → float32 volume on the source grid (shape and axis order of the case).
+
+        Un-pads, un-crops, resamples back to the original in-plane size (bilinear) and undoes the
+        reorientation; slices that were not selected and pixels outside the box get ``fill``.
+        """
+        maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
+        maps = maps.detach().to(device="cpu", dtype=torch.float32)
+        expected = (len(self), *self.images.shape[2:])
+        if tuple(maps.shape) != expected:
+            raise DiffSegInputError(f"maps of shape {tuple(maps.shape)} do not match the prepared slices "
+                                    f"{expected}: give one (H, W) map per prepared slice")
+        n0, n1 = self._resampled_shape
+        canvas = torch.full((len(self), n0, n1), float(fill), dtype=torch.float32)
+        (grid_r, win_r), (grid_c, win_c) = (_overlap(self._offset[0], maps.shape[1], n0),
+                                          _overlap(self._offset[1], maps.shape[2], n1))
+        canvas[:, grid_r, grid_c] = maps[:, win_r, win_c]
+        if self.resampled:
+            canvas = _resize(canvas[:, None], self._inplane_shape)[:, 0]
+        volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
+        volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
+        return self.frame.from_canonical(volume)
+
+
+def prepare_volume(case: Case, modalities: Sequence[str], preprocess: PreprocessConfig, size_multiple: int,
+                   slice_range: tuple[int, int] | None = None, min_brain_pixels: int = 64,
+                   margin: int = 4) -> PreparedVolume:
+    """Turn ``case`` into a :class:`PreparedVolume` (see the module docstring for the steps).
+
+    ``slice_range``: half-open [a, b) of SOURCE voxel indices along the superior–inferior axis
+    (``frame.slice_axis``); ``None`` = every slice with at least ``min_brain_pixels`` brain pixels.
+    ``margin``: pixels (at the target spacing) added around the union of the slices' brain boxes.
+    """
+    names = _modalities_of(case, modalities)
+    if size_multiple < 1:
+        raise DiffSegInputError(f"size_multiple must be >= 1, got {size_multiple}")
+    frame = CanonicalFrame(case.affine, case.shape, preprocess.orientation)
+    images, brain = [], np.zeros(frame.canonical_shape, dtype=bool)
+    for name in names:
+        volume = case.images[name]
+        foreground = foreground_mask(volume)
+        images.append(frame.to_canonical(normalise(volume, foreground, preprocess.clip_percentiles)))
+        brain |= frame.to_canonical(foreground)
+    selected = _select_slices(case.name, frame, brain, slice_range, min_brain_pixels)
+
+    # (S, M, n0, n1) slices of the canonical volumes.
+    stack = torch.from_numpy(np.stack([im[:, :, selected] for im in images]).transpose(3, 0, 1, 2).copy())
+    brain_t = torch.from_numpy(brain[:, :, selected].transpose(2, 0, 1).copy())
+    label_t = None
+    if case.label is not None:
+        label_t = torch.from_numpy(frame.to_canonical(case.label)[:, :, selected].transpose(2, 0, 1).copy())
+
+    inplane = frame.canonical_shape[:2]
+    spacing = frame.canonical_spacing[:2]
+    target = float(preprocess.pixel_spacing_mm)
+    resampled_shape = tuple(n if abs(s / target - 1.0) <= _SPACING_TOLERANCE else max(1, round(n * s / target))
+                            for n, s in zip(inplane, spacing))
+    if resampled_shape != inplane:
+        stack = _resize(stack, resampled_shape).clamp_(0.0, 1.0)
+        brain_t = _resize_mask(brain_t, resampled_shape)
+        if label_t is not None:
+            label_t = _resize_mask(label_t, resampled_shape)
+
+    offset, size = _box(brain_t.any(dim=0), margin, size_multiple)
+    n_sel = len(selected)
+    out_images = torch.zeros((n_sel, len(names), *size), dtype=torch.float32)
+    out_brain = torch.zeros((n_sel, *size), dtype=torch.bool)
+    out_label = torch.zeros((n_sel, *size), dtype=torch.uint8) if label_t is not None else None
+    (grid_r, win_r), (grid_c, win_c) = (_overlap(offset[0], size[0], resampled_shape[0]),
+                                      _overlap(offset[1], size[1], resampled_shape[1]))
+    out_images[:, :, win_r, win_c] = stack[:, :, grid_r, grid_c]
+    out_brain[:, win_r, win_c] = brain_t[:, grid_r, grid_c]
+    if out_label is not None:
+        out_label[:, win_r, win_c] = label_t[:, grid_r, grid_c].to(torch.uint8)
+
+    return PreparedVolume(
+        images=out_images, label=out_label, brain=out_brain,
+        source_slices=[frame.canonical_slice_to_source(k) for k in selected], frame=frame,
+        modalities=tuple(names),
+        pixel_spacing=tuple(n * s / r for n, s, r in zip(inplane, spacing, resampled_shape)),
+        _canonical_slices=selected, _inplane_shape=tuple(inplane), _resampled_shape=tuple(resampled_shape),
+        _offset=offset,
+    )
+
+
+def _modalities_of(case: Case, modalities: Sequence[str]) -> list[str]:
+    names = [canonical_modality(m) or m for m in modalities]
+    missing = [m for m in names if m not in case.images]
+    if not names or missing:
+        raise DiffSegInputError(f"case {case.name} has no {', '.join(missing) or 'modalities'} image "
+                                f"(it has {', '.join(case.images)}): load the case with the model's modalities")
+    return names
+
+
+def _select_slices(name: str, frame: CanonicalFrame, brain: np.ndarray, slice_range: tuple[int, int] | None,
+                   min_brain_pixels: int) -> list[int]:
+    """Ascending canonical slice indices with enough brain and inside ``slice_range`` (source indices)."""
+    counts = brain.sum(axis=(0, 1))
+    with_brain = [k for k in range(brain.shape[2]) if counts[k] >= min_brain_pixels]
+    if not with_brain:
+        raise DiffSegInputError(f"case {name} has no slice with at least {min_brain_pixels} brain pixels: "
+                                "the images look empty; check that the right files were given")
+    if slice_range is None:
+        return with_brain
+    start, stop = (int(v) for v in slice_range)
+    if start >= stop:
+        raise DiffSegInputError(f"slice range [{start}, {stop}) is empty: give start < stop (stop is exclusive)")
+    selected = [k for k in with_brain if start <= frame.canonical_slice_to_source(k) < stop]
+    if not selected:
+        sources = sorted(frame.canonical_slice_to_source(k) for k in with_brain)
+        raise DiffSegInputError(
+            f"slice range [{start}, {stop}) of case {name} holds no slice with brain (along voxel axis "
+            f"{frame.slice_axis}, {frame.shape[frame.slice_axis]} slices): the brain is in slices "
+            f"{sources[0]}–{sources[-1]}; give a range that overlaps them")
+    return selected
+
+
+def _box(mask: torch.Tensor, margin: int, multiple: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(offset, size) of the window: ``mask``'s bounding box + ``margin``, grown (centred) to multiples."""
+    offset, size = [], []
+    for axis in (0, 1):
+        hits = torch.nonzero(mask.any(dim=1 - axis)).flatten()
+        n = mask.shape[axis]
+        lo = max(int(hits.min()) - margin, 0) if len(hits) else 0
+        hi = min(int(hits.max()) + 1 + margin, n) if len(hits) else n
+        length = max(multiple, math.ceil((hi - lo) / multiple) * multiple)
+        offset.append(lo - (length - (hi - lo)) // 2)
+        size.append(length)
+    return (offset[0], offset[1]), (size[0], size[1])
+
+
+def _overlap(offset: int, length: int, n: int) -> tuple[slice, slice]:
+    """(slice in the full grid [0, n), slice in the window) of window [offset, offset + length) ∩ [0, n)."""
+    lo, hi = max(offset, 0), min(offset + length, n)
+    return slice(lo, hi), slice(lo - offset, hi - offset)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, edge-preserving (``align_corners=False``), antialiased when shrinking. x: (N, C, H, W)."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _resize_mask(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Binary mask (N, H, W) resized like the images, then thresholded at 0.5; same dtype.
+
+    Rather than nearest neighbour: with an even shrink factor a new pixel centre lies exactly between
+    old ones and nearest neighbour must pick one side, shifting the mask by half an old pixel.
+    """
+    return (_resize(x[:, None].float(), size)[:, 0] >= 0.5).to(x.dtype)
