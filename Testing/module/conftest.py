@@ -33,9 +33,19 @@ class SceneHarness:
 
     def __init__(self, home: Path):
         self.scene = slicer.vtkMRMLScene()
+        # As the Slicer application does: a cache folder for unpacking .mrb bundles.
+        cache = slicer.vtkCacheManager()
+        (home / "cache").mkdir(exist_ok=True)
+        cache.SetRemoteCacheDirectory(str(home / "cache"))
+        self.io_manager = slicer.vtkDataIOManager()
+        self.io_manager.SetCacheManager(cache)
+        self.scene.SetCacheManager(cache)
+        self.scene.SetDataIOManager(self.io_manager)
         self.app_logic = slicer.vtkSlicerApplicationLogic()
         self.app_logic.SetMRMLScene(self.scene)
-        self.app_logic.SetHomeDirectory(str(home))  # no colour files here: only built-in tables
+        # slicer-core has no colour files: only the built-in tables are added (no Inferno/Viridis).
+        self.app_logic.SetHomeDirectory(str(home))
+        self.app_logic.SetShareDirectory("share")
         self.app_logic.SetSliceLogics(vtk.vtkCollection())
         self.app_logic.SetViewLogics(vtk.vtkCollection())
         colors = slicer.vtkSlicerColorLogic()

@@ -1,0 +1,335 @@
+"""DiffSegLogic: check inputs, run the engine in a child process, put the results in the scene.
+
+MRML only (no Qt): importable and testable under the PyPI package ``slicer-core``. The panel uses
+the non-blocking pair :meth:`DiffSegLogic.start` / :meth:`DiffSegLogic.finish` (polling the
+returned :class:`RunHandle` from a timer); scripts use the blocking :meth:`DiffSegLogic.segment`::
+
+    from DiffSegLib.logic import DiffSegLogic
+    seg, unc = DiffSegLogic().segment(flair=getNode("BraTS_flair"), t1=getNode("BraTS_t1"),
+                                      t1ce=getNode("BraTS_t1ce"), t2=getNode("BraTS_t2"),
+                                      model="phantom", members=5, steps=20)
+
+Guarantees: the scene is only changed after the engine succeeded and all its outputs were read
+and checked; a failed or cancelled run changes nothing; the temporary folder is removed in every
+case; a second run on the same inputs updates the previous outputs instead of adding nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import slicer
+
+from . import geometry, results, review, volumeio
+from .inputs import DiffSegInputError, input_problems
+from .models import ModelCard, ModelCardError, find_model, list_bundled_models
+from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
+
+SAMPLERS = ("dpmpp", "ddim", "ddpm")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DiffSegRunError(RuntimeError):
+    """The engine failed (the message explains how) or was cancelled."""
+
+
+class DiffSegCancelled(DiffSegRunError):
+    """The run was cancelled; nothing was added to the scene."""
+
+
+@dataclass
+class RunRequest:
+    """Everything one run needs. ``volumes`` maps modality → volume node.
+
+    ``slices`` (half-open, along the reference's slice axis) or ``roi`` (markups ROI) restrict the
+    run; ``merge_into`` (a DiffSeg segmentation node) makes it a "re-run here" whose slices replace
+    those of the existing outputs; ``new_outputs`` keeps previous outputs and adds new nodes;
+    ``keep_engine_outputs`` is a folder where the engine's files (NIfTI, overview.png,
+    summary.json) are written and kept, instead of the temporary folder.
+    """
+
+    model: ModelCard
+    volumes: dict
+    members: int = 5
+    steps: int = 10
+    sampler: str = "dpmpp"
+    seed: int = 0
+    device: str = "auto"
+    slices: tuple[int, int] | None = None
+    roi: object = None
+    new_outputs: bool = False
+    merge_into: object = None
+    keep_engine_outputs: Path | None = None
+
+    @property
+    def inputs(self) -> dict:
+        """Only the volumes the model uses, in the model's channel order."""
+        return {m: self.volumes.get(m) for m in self.model.modalities}
+
+    @property
+    def reference(self):
+        return self.volumes.get(self.model.reference_modality)
+
+
+@dataclass
+class RunHandle:
+    """A started run: poll it from the main thread, then pass it to :meth:`DiffSegLogic.finish`."""
+
+    request: RunRequest
+    runner: EngineRunner
+    temp_dir: Path
+    slices: tuple[int, int] | None
+    key: str
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def running(self) -> bool:
+        return self.runner.running
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.runner.last_progress
+
+    def poll(self) -> list[EngineEvent]:
+        return self.runner.poll()
+
+
+class DiffSegLogic:
+    """Runs DiffSeg on volume nodes of a scene.
+
+    :param scene: the MRML scene (default ``slicer.mrmlScene``).
+    :param runner_factory: makes the :class:`EngineRunner` for each run (inject another Python or
+        engine location here).
+    :param temp_root: where temporary folders are made (default: the system temp folder).
+    """
+
+    def __init__(self, scene=None, runner_factory: Callable[[], EngineRunner] | None = None,
+                 temp_root: str | Path | None = None):
+        self._scene = scene
+        self.runner_factory = runner_factory or EngineRunner
+        self.temp_root = Path(temp_root) if temp_root else None
+
+    @property
+    def scene(self):
+        return self._scene if self._scene is not None else slicer.mrmlScene
+
+    # -- checking -----------------------------------------------------------------------------
+    def resolve_slices(self, request: RunRequest) -> tuple[int, int] | None:
+        """The run's slice range: explicit ``slices``, else the ROI's, else None (whole volume)."""
+        if request.slices is not None:
+            return int(request.slices[0]), int(request.slices[1])
+        if request.roi is not None and request.reference is not None:
+            reference = request.reference
+            return geometry.roi_slice_range(request.roi, reference, geometry.slice_axis(reference))
+        return None
+
+    def problems(self, request: RunRequest) -> list[str]:
+        """Every reason the request cannot run (empty list: it can). Changes nothing."""
+        found = []
+        if request.sampler not in SAMPLERS:
+            found.append(f"Unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}.")
+        if request.device not in DEVICES:
+            found.append(f"Unknown device '{request.device}'; choose one of {', '.join(DEVICES)}.")
+        if int(request.members) < 1 or int(request.steps) < 1:
+            found.append("Ensemble members and sampler steps must both be at least 1.")
+        slices = None
+        try:
+            slices = self.resolve_slices(request)
+        except ValueError as err:
+            found.append(str(err))
+        found += input_problems(request.model, request.volumes, slices)
+        if request.merge_into is not None and slices is None:
+            found.append("A re-run into existing outputs needs a slice range or an ROI.")
+        return found
+
+    def check(self, request: RunRequest) -> None:
+        """:raises DiffSegInputError: with the first problem of :meth:`problems`."""
+        found = self.problems(request)
+        if found:
+            raise DiffSegInputError(found[0])
+
+    # -- running ------------------------------------------------------------------------------
+    def start(self, request: RunRequest) -> RunHandle:
+        """Check, write the inputs to a temporary folder and start the engine; returns at once."""
+        self.check(request)
+        slices = self.resolve_slices(request)
+        temp_dir = Path(tempfile.mkdtemp(prefix="DiffSeg-", dir=str(self.temp_root) if self.temp_root else None))
+        try:
+            files = self._write_inputs(request, temp_dir / "inputs")
+            out_dir = Path(request.keep_engine_outputs) if request.keep_engine_outputs else temp_dir / "outputs"
+            args = segment_arguments(request.model.path, files, out_dir,
+                                     members=request.members, sampler=request.sampler, steps=request.steps,
+                                     seed=request.seed, device=request.device, slices=slices)
+            runner = self.runner_factory()
+            runner.start(args, cwd=temp_dir)
+        except BaseException:
+            remove_folder(temp_dir)
+            raise
+        logging.info("DiffSeg started: %s", " ".join(runner.command(args)))
+        return RunHandle(request, runner, temp_dir, slices, results.input_key(request.inputs))
+
+    def _write_inputs(self, request: RunRequest, folder: Path) -> dict:
+        """Each input on the reference grid (physical space, parent transforms applied) as NIfTI."""
+        folder.mkdir(parents=True)
+        reference = request.reference
+        matrix = geometry.ijk_to_ras(reference)
+        files = {}
+        for modality, node in request.inputs.items():
+            image = geometry.resample_to_reference(node, reference)
+            files[modality] = volumeio.write_nifti(image, matrix, folder / f"{modality}.nii.gz")
+        return files
+
+    def cancel(self, handle: RunHandle) -> None:
+        """Kill the engine's process tree and remove the temporary folder; the scene is untouched."""
+        try:
+            handle.runner.cancel()
+        finally:
+            remove_folder(handle.temp_dir)
+
+    def finish(self, handle: RunHandle):
+        """Read a finished run's outputs into the scene; always removes the temporary folder.
+
+        :return: ``(segmentationNode, uncertaintyNode)``.
+        :raises DiffSegCancelled: if the run was cancelled.
+        :raises DiffSegRunError: if the engine failed or its outputs are unusable.
+        """
+        try:
+            if handle.running:
+                raise DiffSegRunError("The DiffSeg engine is still running.")
+            outcome = handle.runner.result()
+            if outcome.cancelled:
+                raise DiffSegCancelled(outcome.failure_message())
+            if not outcome.ok:
+                raise DiffSegRunError(outcome.failure_message())
+            try:
+                loaded = results.load_engine_outputs(outcome.outputs, handle.request.reference)
+            except (OSError, ValueError) as err:
+                raise DiffSegRunError(f"The engine's outputs could not be loaded: {err}") from err
+            return self._store(handle, loaded, outcome.seconds)
+        finally:
+            remove_folder(handle.temp_dir)
+
+    def _store(self, handle: RunHandle, loaded: results.EngineOutputs, seconds):
+        request, scene = handle.request, self.scene
+        reference = request.reference
+        summary = loaded.summary
+        axis = int(summary.get("slice_axis", geometry.slice_axis(reference)))
+        if request.merge_into is not None:
+            merged = review.merge_outputs(request.merge_into, loaded, handle.slices, axis)
+            info = {"LastRefinement": f"slices {handle.slices[0]}:{handle.slices[1]} with "
+                                      f"{request.members} members, {request.sampler} {request.steps} steps"}
+            segmentation, uncertainty, _ = results.store_outputs(scene, reference, handle.key, merged, info,
+                                                                 segmentation=request.merge_into)
+            return segmentation, uncertainty
+        slice_range = summary.get("slice_range") or list(handle.slices or (0, geometry.dimensions(reference)[axis]))
+        info = {"Model": request.model.name, "ModelPath": str(request.model.path), "Members": request.members,
+                "Sampler": request.sampler, "Steps": request.steps, "Seed": request.seed,
+                "Device": request.device, "SliceAxis": axis, "SliceRange": f"{slice_range[0]}:{slice_range[1]}",
+                "Seconds": f"{seconds:.1f}" if seconds is not None else "", "Threshold": review.DEFAULT_THRESHOLD,
+                "LastRefinement": ""}
+        previous = None if request.new_outputs else results.find_outputs(scene, handle.key)
+        segmentation, uncertainty, _ = results.store_outputs(scene, reference, handle.key, loaded, info,
+                                                             segmentation=previous)
+        return segmentation, uncertainty
+
+    def run(self, request: RunRequest, on_progress: Callable[[Progress], None] | None = None,
+            should_cancel: Callable[[], bool] | None = None, timeout: float | None = None):
+        """Blocking run: start, wait (reporting progress), finish. Returns ``(segmentation, uncertainty)``."""
+        handle = self.start(request)
+
+        def on_event(event: EngineEvent) -> None:
+            if event.kind == "progress" and on_progress is not None:
+                on_progress(event.progress)
+            elif event.kind == "log":
+                logging.info("DiffSeg: %s", event.data.get("message", ""))
+
+        try:
+            handle.runner.wait(on_event=on_event, should_cancel=should_cancel, timeout=timeout)
+        except BaseException:
+            self.cancel(handle)
+            raise
+        return self.finish(handle)
+
+    # -- console API --------------------------------------------------------------------------
+    def segment(self, flair=None, t1=None, t1ce=None, t2=None, *, model: str | Path | None = None,
+                members: int | None = None, steps: int | None = None, sampler: str | None = None,
+                seed: int = 0, device: str = "auto", slices: tuple[int, int] | None = None, roi=None,
+                new_outputs: bool = False, on_progress: Callable[[Progress], None] | None = None,
+                timeout: float | None = None):
+        """Segment the tumour in the given volume nodes; blocks until done.
+
+        :param model: bundled model name (e.g. ``"phantom"``) or model folder; default: the bundled
+            model that uses the most of the given modalities.
+        :param members: ensemble members (default: the model card's).
+        :param steps: sampler steps (default: the model card's).
+        :return: ``(segmentationNode, uncertaintyNode)``; the probability volume is referenced by the
+            segmentation node (role ``DiffSegProbability``).
+        """
+        volumes = {m: v for m, v in (("flair", flair), ("t1", t1), ("t1ce", t1ce), ("t2", t2)) if v is not None}
+        card = self.choose_model(model, volumes)
+        request = RunRequest(card, volumes, members=members or card.default("members"),
+                             steps=steps or card.default("steps"), sampler=sampler or card.default("sampler"),
+                             seed=seed, device=device, slices=slices, roi=roi, new_outputs=new_outputs)
+        return self.run(request, on_progress=on_progress, timeout=timeout)
+
+    @staticmethod
+    def choose_model(model: str | Path | None, volumes: Mapping[str, object]) -> ModelCard:
+        """The model card for ``model``; if None, the bundled model that fits the given modalities."""
+        try:
+            if model is not None:
+                return find_model(model)
+        except ModelCardError as err:
+            raise DiffSegInputError(str(err)) from None
+        fitting = [c for c in list_bundled_models() if all(m in volumes for m in c.modalities)]
+        if not fitting:
+            needs = "; ".join(f"{c.name}: {', '.join(c.modalities)}" for c in list_bundled_models()) or "none bundled"
+            raise DiffSegInputError(f"No bundled model uses exactly the given volumes ({', '.join(volumes) or 'none'}). "
+                                    f"Models and their inputs: {needs}.")
+        fitting.sort(key=lambda c: (-len(c.modalities), c.name == "phantom", c.name))
+        return fitting[0]
+
+    # -- review -------------------------------------------------------------------------------
+    def rerun_request(self, segmentation, *, slices: tuple[int, int] | None = None, roi=None,
+                      members: int | None = None, steps: int | None = None, sampler: str | None = None,
+                      seed: int | None = None, device: str | None = None) -> RunRequest:
+        """A "re-run here" request on the inputs of existing outputs; its result merges into them."""
+        attr = lambda name: segmentation.GetAttribute(f"DiffSeg.{name}")  # noqa: E731
+        volumes = {}
+        for pair in (segmentation.GetAttribute(results.KEY_ATTRIBUTE) or "").split(";"):
+            if "=" in pair:
+                modality, node_id = pair.split("=", 1)
+                volumes[modality] = self.scene.GetNodeByID(node_id)
+        card = self.choose_model(attr("ModelPath") if attr("ModelPath") and Path(attr("ModelPath")).is_dir()
+                                 else attr("Model"), volumes)
+        return RunRequest(card, volumes, members=members or 2 * int(attr("Members") or card.default("members")),
+                          steps=steps or int(attr("Steps") or card.default("steps")),
+                          sampler=sampler or attr("Sampler") or card.default("sampler"),
+                          seed=int(attr("Seed") or 0) + 1 if seed is None else seed,
+                          device=device or attr("Device") or "auto", slices=slices, roi=roi,
+                          merge_into=segmentation)
+
+    apply_threshold = staticmethod(review.apply_threshold)
+    rank_slices = staticmethod(review.rank_slices)
+    jump_to_slice = staticmethod(review.jump_to_slice)
+
+    def remove_outputs(self, segmentation) -> None:
+        """Remove a DiffSeg segmentation and its probability/uncertainty volumes (with display nodes)."""
+        results.remove_outputs(self.scene, segmentation)
+
+
+def remove_folder(folder: Path, attempts: int = 20) -> None:
+    """Delete a temporary folder, retrying briefly (Windows keeps files locked for a moment)."""
+    for _ in range(attempts):
+        if not folder.exists():
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.1)
+    logging.warning("DiffSeg could not remove the temporary folder %s", folder)

@@ -1,0 +1,263 @@
+"""Engine outputs → scene nodes: the segmentation, the uncertainty and the probability volume.
+
+Outputs of one set of inputs are recognised by the attribute ``DiffSeg.InputKey`` (the modality →
+input node ID map), so a second run on the same inputs *updates* the same three nodes instead of
+adding new ones. The segmentation node references the probability and uncertainty volumes
+(saved with the scene), which is what the review tools use after a scene is reloaded.
+
+Reading happens into detached nodes first (:func:`load_engine_outputs`); only when every file
+was read and matches the reference grid is the scene touched (:func:`store_outputs`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import vtk
+
+import slicer
+
+from . import geometry, volumeio
+
+ROLE_ATTRIBUTE = "DiffSeg.Role"
+KEY_ATTRIBUTE = "DiffSeg.InputKey"
+PROBABILITY_REFERENCE = "DiffSegProbability"
+UNCERTAINTY_REFERENCE = "DiffSegUncertainty"
+INPUT_REFERENCE = "DiffSegInput"
+
+SEGMENT_ID = "Tumor"
+SEGMENT_NAME = "Tumor"
+SEGMENT_COLOR = (0.35, 0.85, 0.45)
+#: DICOM/SNOMED: Morphologically altered structure / Neoplasm, anatomic region Brain.
+SEGMENT_TERMINOLOGY = (
+    "Segmentation category and type - DICOM master list"
+    "~SCT^49755003^Morphologically Altered Structure~SCT^108369006^Neoplasm~^^"
+    "~Anatomic codes - DICOM master list~SCT^12738006^Brain~^^")
+
+#: Variance of binary members is at most 0.25 (half the members say yes): a fixed display range
+#: makes colours comparable between cases and runs.
+UNCERTAINTY_RANGE = (0.0, 0.25)
+FOREGROUND_OPACITY = 0.5
+#: Slicer's perceptual colour tables, preferred in this order (file-based, present in Slicer).
+PERCEPTUAL_COLOR_IDS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLColorTableNodeFileViridis.txt")
+FALLBACK_COLOR_NAME = "DiffSeg Inferno"
+#: matplotlib's inferno at 17 evenly spaced points (used only where Slicer's colour files are absent).
+_INFERNO = [(0.001, 0.0, 0.014), (0.042, 0.028, 0.141), (0.129, 0.047, 0.291), (0.238, 0.037, 0.396),
+            (0.342, 0.062, 0.429), (0.441, 0.099, 0.432), (0.541, 0.135, 0.415), (0.64, 0.171, 0.381),
+            (0.736, 0.216, 0.33), (0.822, 0.275, 0.266), (0.894, 0.353, 0.194), (0.947, 0.449, 0.115),
+            (0.978, 0.558, 0.035), (0.988, 0.675, 0.065), (0.975, 0.798, 0.206), (0.948, 0.917, 0.411),
+            (0.988, 0.998, 0.645)]
+
+
+def input_key(volumes: Mapping[str, object]) -> str:
+    """Identity of a set of inputs: ``"flair=vtkMRMLScalarVolumeNode1;t1=..."``."""
+    return ";".join(f"{m}={node.GetID()}" for m, node in sorted(volumes.items()))
+
+
+@dataclass
+class EngineOutputs:
+    """Engine results read into detached nodes, checked against the reference grid."""
+
+    segmentation: object
+    probability: object
+    uncertainty: object
+    summary: dict
+
+
+def load_engine_outputs(outputs: Mapping[str, str], reference) -> EngineOutputs:
+    """Read the engine's NIfTI outputs and ``summary.json``; nothing is added to the scene.
+
+    :raises OSError: a file is missing/unreadable, or its grid differs from ``reference``'s.
+    """
+    nodes = {}
+    for role in ("segmentation", "probability", "uncertainty"):
+        if role not in outputs:
+            raise OSError(f"The engine did not report its '{role}' output.")
+        node = volumeio.read_nifti(outputs[role])
+        if geometry.dimensions(node) != geometry.dimensions(reference):
+            raise OSError(f"The engine's {role} has {geometry.dimensions(node)} voxels, the input "
+                          f"'{reference.GetName()}' has {geometry.dimensions(reference)}.")
+        error = np.abs(geometry.ijk_to_ras(node) - geometry.ijk_to_ras(reference)).max()
+        if error > 1e-3:
+            raise OSError(f"The engine's {role} is not on the input's voxel grid (off by {error:.4f} mm).")
+        node.SetIJKToRASMatrix(geometry.vtk_matrix(geometry.ijk_to_ras(reference)))
+        nodes[role] = node
+    summary = {}
+    if outputs.get("summary") and Path(outputs["summary"]).is_file():
+        summary = json.loads(Path(outputs["summary"]).read_text(encoding="utf-8"))
+    return EngineOutputs(nodes["segmentation"], nodes["probability"], nodes["uncertainty"], summary)
+
+
+# -- finding and removing previous outputs -------------------------------------------------------
+def find_outputs(scene, key: str):
+    """The segmentation node holding outputs for ``key`` (see :func:`input_key`), or None."""
+    nodes = scene.GetNodesByClass("vtkMRMLSegmentationNode")
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if node.GetAttribute(ROLE_ATTRIBUTE) == "segmentation" and node.GetAttribute(KEY_ATTRIBUTE) == key:
+            return node
+    return None
+
+
+def output_volumes(segmentation):
+    """``(probability, uncertainty)`` volume nodes referenced by a DiffSeg segmentation node."""
+    return (segmentation.GetNodeReference(PROBABILITY_REFERENCE),
+            segmentation.GetNodeReference(UNCERTAINTY_REFERENCE))
+
+
+def remove_node(scene, node) -> None:
+    """Remove a node together with its display and storage nodes (so nothing is left behind)."""
+    if node is None or node.GetScene() is None:
+        return
+    extra = []
+    if hasattr(node, "GetNumberOfDisplayNodes"):
+        extra += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if hasattr(node, "GetNumberOfStorageNodes"):
+        extra += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+    scene.RemoveNode(node)
+    for other in extra:
+        if other is not None and other.GetScene() is not None:
+            scene.RemoveNode(other)
+
+
+def remove_outputs(scene, segmentation) -> None:
+    """Remove a DiffSeg segmentation node and the volumes it references."""
+    probability, uncertainty = output_volumes(segmentation)
+    for node in (segmentation, probability, uncertainty):
+        remove_node(scene, node)
+
+
+# -- display ---------------------------------------------------------------------------------
+def uncertainty_color_node(scene):
+    """Slicer's Inferno (or Viridis) colour table; a DiffSeg copy of inferno where those are absent."""
+    for node_id in PERCEPTUAL_COLOR_IDS:
+        node = scene.GetNodeByID(node_id)
+        if node is not None:
+            return node
+    existing = scene.GetFirstNodeByName(FALLBACK_COLOR_NAME)
+    if existing is not None and existing.IsA("vtkMRMLColorTableNode"):
+        return existing
+    table = slicer.vtkMRMLColorTableNode()
+    table.SetName(FALLBACK_COLOR_NAME)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(256)
+    points = np.array(_INFERNO)
+    positions = np.linspace(0, 1, len(points))
+    for i in range(256):
+        rgb = [float(np.interp(i / 255.0, positions, points[:, c])) for c in range(3)]
+        table.SetColor(i, "", *rgb, 1.0)
+    return scene.AddNode(table)
+
+
+def _style_uncertainty(scene, volume) -> None:
+    display = volume.GetDisplayNode()
+    display.SetAndObserveColorNodeID(uncertainty_color_node(scene).GetID())
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(*UNCERTAINTY_RANGE)
+    # Voxels where all members agree stay transparent in the foreground layer.
+    display.SetApplyThreshold(True)
+    display.SetLowerThreshold(1e-6)
+    display.SetUpperThreshold(1.0)
+
+
+def _style_probability(volume) -> None:
+    display = volume.GetDisplayNode()
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(0.0, 1.0)
+
+
+def show_in_slice_views(scene, reference, uncertainty, opacity: float = FOREGROUND_OPACITY) -> None:
+    """Reference as background (if the view shows nothing else), uncertainty as foreground."""
+    composites = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for i in range(composites.GetNumberOfItems()):
+        composite = composites.GetItemAsObject(i)
+        if not composite.GetBackgroundVolumeID():
+            composite.SetBackgroundVolumeID(reference.GetID())
+        composite.SetForegroundVolumeID(uncertainty.GetID())
+        composite.SetForegroundOpacity(opacity)
+
+
+# -- writing into the scene ---------------------------------------------------------------------
+def _place_like(scene, node, reference) -> None:
+    """Same parent transform and the same subject-hierarchy parent (study) as ``reference``."""
+    node.SetAndObserveTransformNodeID(reference.GetTransformNodeID())
+    hierarchy = scene.GetSubjectHierarchyNode()
+    if hierarchy is None:
+        return
+    reference_item = hierarchy.GetItemByDataNode(reference)
+    parent = hierarchy.GetItemParent(reference_item) if reference_item else hierarchy.GetSceneItemID()
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:
+        hierarchy.CreateItem(parent, node)
+
+
+def _set_volume(scene, node, name: str, image: vtk.vtkImageData, reference, role: str, key: str):
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        node.CreateDefaultDisplayNodes()
+    node.SetIJKToRASMatrix(geometry.vtk_matrix(geometry.ijk_to_ras(reference)))
+    node.SetAndObserveImageData(image)
+    node.SetAttribute(ROLE_ATTRIBUTE, role)
+    node.SetAttribute(KEY_ATTRIBUTE, key)
+    node.SetNodeReferenceID(INPUT_REFERENCE, reference.GetID())
+    _place_like(scene, node, reference)
+    return node
+
+
+def _new_segmentation(scene, name: str, reference):
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation.CreateDefaultDisplayNodes()
+    return segmentation
+
+
+def set_tumor_labelmap(segmentation, mask: vtk.vtkImageData, ijk_to_ras: np.ndarray) -> None:
+    """Replace the "Tumor" segment (created with colour and terminology if absent) by ``mask``."""
+    content = segmentation.GetSegmentation()
+    if content.GetSegment(SEGMENT_ID) is None:
+        content.AddEmptySegment(SEGMENT_ID, SEGMENT_NAME, SEGMENT_COLOR)
+        segment = content.GetSegment(SEGMENT_ID)
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), SEGMENT_TERMINOLOGY)
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.ShallowCopy(mask)
+    labelmap.SetImageToWorldMatrix(geometry.vtk_matrix(ijk_to_ras))
+    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        labelmap, segmentation, SEGMENT_ID, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+    if not ok:
+        raise RuntimeError(f"Could not write the tumour mask into '{segmentation.GetName()}'.")
+
+
+def store_outputs(scene, reference, key: str, results: EngineOutputs, run_info: Mapping[str, object],
+                  segmentation=None):
+    """Put engine results into the scene; update ``segmentation``'s nodes if given.
+
+    :return: ``(segmentation, uncertainty, probability)`` nodes.
+    """
+    name = reference.GetName()
+    probability_node, uncertainty_node = output_volumes(segmentation) if segmentation else (None, None)
+    probability_node = _set_volume(scene, probability_node, f"{name} DiffSeg probability",
+                                   results.probability.GetImageData(), reference, "probability", key)
+    uncertainty_node = _set_volume(scene, uncertainty_node, f"{name} DiffSeg uncertainty",
+                                   results.uncertainty.GetImageData(), reference, "uncertainty", key)
+    _style_probability(probability_node)
+    _style_uncertainty(scene, uncertainty_node)
+
+    if segmentation is None:
+        segmentation = _new_segmentation(scene, f"{name} DiffSeg", reference)
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+    segmentation.SetAttribute(ROLE_ATTRIBUTE, "segmentation")
+    segmentation.SetAttribute(KEY_ATTRIBUTE, key)
+    segmentation.SetNodeReferenceID(INPUT_REFERENCE, reference.GetID())
+    segmentation.SetNodeReferenceID(PROBABILITY_REFERENCE, probability_node.GetID())
+    segmentation.SetNodeReferenceID(UNCERTAINTY_REFERENCE, uncertainty_node.GetID())
+    for attribute, value in run_info.items():
+        segmentation.SetAttribute(f"DiffSeg.{attribute}", str(value))
+    _place_like(scene, segmentation, reference)
+    set_tumor_labelmap(segmentation, results.segmentation.GetImageData(), geometry.ijk_to_ras(reference))
+    show_in_slice_views(scene, reference, uncertainty_node)
+    return segmentation, uncertainty_node, probability_node

@@ -1,0 +1,131 @@
+"""Review tools on finished outputs: live threshold, slices ranked by uncertainty, merging a re-run.
+
+All work on the nodes a DiffSeg segmentation references (see :mod:`results`), on the reference
+grid, without resampling. MRML + numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import vtk
+
+import slicer
+
+from . import geometry, results, volumeio
+
+SLICE_AXIS_ATTRIBUTE = "DiffSeg.SliceAxis"
+THRESHOLD_ATTRIBUTE = "DiffSeg.Threshold"
+DEFAULT_THRESHOLD = 0.5
+
+
+def reference_volume(segmentation):
+    return segmentation.GetNodeReference(results.INPUT_REFERENCE)
+
+
+def slice_axis_of(segmentation) -> int:
+    """The voxel axis the engine sliced (from the run's summary), else the superior–inferior one."""
+    value = segmentation.GetAttribute(SLICE_AXIS_ATTRIBUTE)
+    if value not in (None, ""):
+        return int(value)
+    return geometry.slice_axis(reference_volume(segmentation))
+
+
+def threshold_of(segmentation) -> float:
+    value = segmentation.GetAttribute(THRESHOLD_ATTRIBUTE)
+    return float(value) if value not in (None, "") else DEFAULT_THRESHOLD
+
+
+def threshold_image(probability_image: vtk.vtkImageData, threshold: float) -> vtk.vtkImageData:
+    """Binary uint8 image: 1 where probability ≥ ``threshold``."""
+    filt = vtk.vtkImageThreshold()
+    filt.SetInputData(probability_image)
+    filt.ThresholdByUpper(float(threshold))
+    filt.SetInValue(1)
+    filt.SetOutValue(0)
+    filt.SetOutputScalarTypeToUnsignedChar()
+    filt.Update()
+    output = vtk.vtkImageData()
+    output.DeepCopy(filt.GetOutput())
+    return output
+
+
+def apply_threshold(segmentation, threshold: float) -> None:
+    """Set the "Tumor" segment to probability ≥ ``threshold`` (same grid: no resampling)."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"The threshold must be in (0, 1], not {threshold}.")
+    probability, _ = results.output_volumes(segmentation)
+    if probability is None or probability.GetImageData() is None:
+        raise ValueError(f"'{segmentation.GetName()}' has no DiffSeg probability volume to threshold.")
+    mask = threshold_image(probability.GetImageData(), threshold)
+    results.set_tumor_labelmap(segmentation, mask, geometry.ijk_to_ras(probability))
+    segmentation.SetAttribute(THRESHOLD_ATTRIBUTE, f"{threshold:g}")
+
+
+@dataclass(frozen=True)
+class RankedSlice:
+    """A slice along the engine's slice axis with its mean uncertainty inside probability > 0."""
+
+    index: int
+    mean_uncertainty: float
+    voxels: int
+
+
+def rank_slices(segmentation, limit: int | None = None) -> list[RankedSlice]:
+    """Slices with any probability > 0, most uncertain first.
+
+    The score of a slice is the mean uncertainty over its voxels with probability > 0, so a slice
+    where the members disagree on a few voxels of a small lesion ranks above one where they agree
+    on a large lesion.
+    """
+    probability, uncertainty = results.output_volumes(segmentation)
+    if probability is None or uncertainty is None:
+        return []
+    axis = 2 - slice_axis_of(segmentation)  # IJK axis → numpy KJI axis
+    prob = np.moveaxis(volumeio.array_kji(probability), axis, 0)
+    unc = np.moveaxis(volumeio.array_kji(uncertainty), axis, 0)
+    inside = prob > 0
+    counts = inside.reshape(inside.shape[0], -1).sum(axis=1)
+    sums = np.where(inside, unc, 0).reshape(unc.shape[0], -1).sum(axis=1, dtype=np.float64)
+    ranked = [RankedSlice(int(i), float(sums[i] / counts[i]), int(counts[i])) for i in np.nonzero(counts)[0]]
+    ranked.sort(key=lambda s: (-s.mean_uncertainty, s.index))
+    return ranked[:limit] if limit else ranked
+
+
+def jump_to_slice(segmentation, index: int) -> tuple[float, float, float]:
+    """Centre every slice view on slice ``index`` of the reference; returns the world position."""
+    reference = reference_volume(segmentation)
+    position = geometry.slice_center_world(reference, slice_axis_of(segmentation), index)
+    slicer.vtkMRMLSliceNode.JumpAllSlices(segmentation.GetScene(), *position,
+                                          slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+    return position
+
+
+def merge_outputs(segmentation, new: results.EngineOutputs, slices: tuple[int, int],
+                  axis: int) -> results.EngineOutputs:
+    """Existing outputs with slices ``[a, b)`` along ``axis`` replaced by a re-run's outputs.
+
+    The mask is recomputed from the merged probability with the segmentation's current threshold.
+    Returns detached nodes ready for :func:`results.store_outputs`.
+    """
+    probability, uncertainty = results.output_volumes(segmentation)
+    if probability is None or uncertainty is None:
+        raise ValueError(f"'{segmentation.GetName()}' has no DiffSeg outputs to merge into.")
+    np_axis = 2 - axis
+    slab = [slice(None)] * 3
+    slab[np_axis] = slice(int(slices[0]), int(slices[1]))
+    slab = tuple(slab)
+    merged = {}
+    for role, old_node, new_node in (("probability", probability, new.probability),
+                                     ("uncertainty", uncertainty, new.uncertainty)):
+        values = np.array(volumeio.array_kji(old_node), dtype=np.float32, copy=True)
+        incoming = volumeio.array_kji(new_node)
+        if incoming.shape != values.shape:
+            raise ValueError(f"The re-run's {role} has shape {incoming.shape}, the existing one {values.shape}.")
+        values[slab] = incoming[slab]
+        merged[role] = volumeio.detached_volume(volumeio.image_from_array(values),
+                                                geometry.ijk_to_ras(old_node), role)
+    mask = threshold_image(merged["probability"].GetImageData(), threshold_of(segmentation))
+    mask_node = volumeio.detached_volume(mask, geometry.ijk_to_ras(probability), "segmentation")
+    return results.EngineOutputs(mask_node, merged["probability"], merged["uncertainty"], new.summary)
