@@ -55,8 +55,10 @@ class NoiseSchedule:
         self.sqrt_recip_alphas_cumprod = as_tensor(np.sqrt(1.0 / alphas_cumprod))
         self.sqrt_recipm1_alphas_cumprod = as_tensor(np.sqrt(1.0 / alphas_cumprod - 1.0))
         self.posterior_variance = as_tensor(posterior_variance)
-        # β̃_0 = 0: use β̃_1 there so the log stays finite (as in improved DDPM).
-        self.posterior_log_variance_clipped = as_tensor(np.log(np.append(posterior_variance[1], posterior_variance[1:])))
+        # β̃_0 = 0: use β̃_1 there so the log stays finite (as in improved DDPM); a one-step schedule has
+        # no β̃_1 and never samples noise, so β stands in.
+        clipped = np.append(posterior_variance[1], posterior_variance[1:]) if len(betas) > 1 else betas
+        self.posterior_log_variance_clipped = as_tensor(np.log(clipped))
         self.log_betas = as_tensor(np.log(betas))
         self.posterior_mean_coef1 = as_tensor(betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod))
         self.posterior_mean_coef2 = as_tensor((1.0 - alphas_cumprod_prev) * np.sqrt(1.0 - betas) / (1.0 - alphas_cumprod))

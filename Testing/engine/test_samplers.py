@@ -112,3 +112,11 @@ def test_make_sampler_rejects_bad_arguments(schedule):
         make_sampler("euler", schedule, 10)
     with pytest.raises(DiffSegInputError, match="steps"):
         make_sampler("ddim", schedule, 0)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_a_single_step_returns_the_x0_prediction(schedule, name):
+    x0 = known_mask(batch=1)
+    out = sample_masks(OracleNetwork(schedule, x0), torch.zeros(1, 1, 16, 16), make_sampler(name, schedule, 1),
+                       sample_generators(0, [(0, 0)]))
+    assert torch.allclose(out, x0, atol=1e-3)
