@@ -163,13 +163,14 @@ def _onto_reference(data: np.ndarray, affine: np.ndarray, ref_shape: tuple[int, 
     if not inside.any():
         raise DiffSegInputError(
             f"{_DISPLAY[modality]} file {path} does not overlap the reference image {ref_path} in physical space "
-            f"(it spans {_world_box(data.shape, affine)} mm, the reference {_world_box(ref_shape, ref_affine)} mm, RAS): "
-            "give images of the same scan, or fix their affines")
+            f"(it spans {_world_box(data.shape, affine)} mm, the reference {_world_box(ref_shape, ref_affine)} mm, "
+            "RAS): give images of the same scan, or fix their affines")
     out[~inside] = fill
     return out
 
 
 def _world_box(shape: tuple[int, ...], affine: np.ndarray) -> str:
-    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    last = [n - 1 for n in shape[:3]]
+    corners = np.array([[i, j, k, 1.0] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])])
     world = (np.asarray(affine) @ corners.T)[:3]
     return "×".join(f"[{lo:.0f}, {hi:.0f}]" for lo, hi in zip(world.min(axis=1), world.max(axis=1)))

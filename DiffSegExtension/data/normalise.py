@@ -43,17 +43,18 @@ def foreground_mask(volume: np.ndarray) -> np.ndarray:
     foreground is the voxels above Otsu's threshold.
     """
     volume = np.asarray(volume)
-    finite = volume[np.isfinite(volume)]
-    if finite.size == 0:
+    finite = np.isfinite(volume)
+    values = volume if finite.all() else volume[finite]
+    if values.size == 0 or values.min() == values.max():
         return np.zeros(volume.shape, dtype=bool)
-    lo, hi = float(finite.min()), float(finite.max())
-    if lo == hi:
-        return np.zeros(volume.shape, dtype=bool)
-    threshold = otsu_threshold(finite)
-    dark = max(int(np.count_nonzero(volume <= threshold)), 1)
+    lo, hi = float(values.min()), float(values.max())
     tolerance = 1e-6 * (hi - lo)  # float noise in stored constant backgrounds
-    for value in (lo, 0.0):
-        at_value = np.abs(volume - value) <= tolerance
+    at_min = np.abs(volume - lo) <= tolerance
+    if np.count_nonzero(at_min) >= 0.5 * volume.size:  # then it is surely most of the dark class: skip Otsu
+        return ~at_min
+    threshold = otsu_threshold(values)
+    dark = max(int(np.count_nonzero(volume <= threshold)), 1)
+    for at_value in (at_min, np.abs(volume) <= tolerance):
         count = int(np.count_nonzero(at_value))
         if count >= _MIN_BACKGROUND_FRACTION * volume.size and count >= _MIN_DARK_CLASS_SHARE * dark:
             return ~at_value

@@ -27,12 +27,15 @@ from DiffSegExtension.errors import DiffSegInputError
 #: Relative mean signal per tissue (white matter in T1 = 1), before per-phantom jitter and gain.
 #: Orders follow clinical appearance: T1 WM > GM > CSF; T2 CSF brightest; FLAIR CSF dark;
 #: T1ce: enhancing rim and choroid plexus bright, necrosis dark; edema bright in FLAIR and T2.
+_TISSUE_ORDER = ("csf", "gm", "wm", "deep_gm", "necrosis", "rim", "edema", "choroid", "wmh")
 CONTRASTS: dict[str, dict[str, float]] = {
-    #          csf   gm    wm    deep_gm necrosis rim  edema choroid wmh
-    "t1":   dict(csf=0.30, gm=0.66, wm=1.00, deep_gm=0.78, necrosis=0.38, rim=0.72, edema=0.60, choroid=0.60, wmh=0.80),
-    "t1ce": dict(csf=0.28, gm=0.64, wm=0.96, deep_gm=0.76, necrosis=0.32, rim=1.55, edema=0.58, choroid=1.50, wmh=0.78),
-    "t2":   dict(csf=1.90, gm=0.98, wm=0.70, deep_gm=0.85, necrosis=1.75, rim=1.12, edema=1.40, choroid=1.20, wmh=1.25),
-    "flair": dict(csf=0.22, gm=0.92, wm=0.72, deep_gm=0.85, necrosis=0.55, rim=1.05, edema=1.45, choroid=0.55, wmh=1.30),
+    modality: dict(zip(_TISSUE_ORDER, values)) for modality, values in {
+        #        csf   gm    wm    deep  necr  rim   edema chor  wmh
+        "t1":   (0.30, 0.66, 1.00, 0.78, 0.38, 0.72, 0.60, 0.60, 0.80),
+        "t1ce": (0.28, 0.64, 0.96, 0.76, 0.32, 1.55, 0.58, 1.50, 0.78),
+        "t2":   (1.90, 0.98, 0.70, 0.85, 1.75, 1.12, 1.40, 1.20, 1.25),
+        "flair": (0.22, 0.92, 0.72, 0.85, 0.55, 1.05, 1.45, 0.55, 1.30),
+    }.items()
 }
 #: Healthy tissue classes; ``Phantom.tissue`` holds 1 + their index (0 = background).
 TISSUES = ("csf", "gm", "wm", "deep_gm", "choroid", "wmh")
@@ -115,8 +118,8 @@ def make_phantom(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
         signal = healthy
         if tumour is not None:
             core = soft["necrosis"] + soft["rim"]
-            signal = (healthy * (1.0 - core) + tumour_texture * (soft["necrosis"] * c["necrosis"] + soft["rim"] * c["rim"])
-                      + soft["edema"] * tumour["fade"] * (c["edema"] - healthy))
+            lesion = tumour_texture * (soft["necrosis"] * c["necrosis"] + soft["rim"] * c["rim"])
+            signal = healthy * (1.0 - core) + lesion + soft["edema"] * tumour["fade"] * (c["edema"] - healthy)
         gain = rng.uniform(350.0, 1100.0)
         bias = np.exp(0.12 * noise(35.0))
         clean = gain * signal * texture * bias

@@ -179,7 +179,8 @@ def test_partly_overlapping_grid_fills_with_background(tmp_path, good_volume):
 def test_missing_modality_names_it_and_lists_what_was_found(tmp_path, good_volume):
     save(tmp_path / "c" / "c_flair.nii.gz", good_volume)
     save(tmp_path / "c" / "c_t2.nii.gz", good_volume)
-    with pytest.raises(DiffSegInputError, match=r"no T1ce file for case folder .*c \(found: flair, t2\).*t1ce/t1c/t1gd"):
+    message = r"no T1ce file for case folder .*c \(found: flair, t2\).*t1ce/t1c/t1gd"
+    with pytest.raises(DiffSegInputError, match=message):
         load_case(tmp_path / "c", ["flair", "t1ce"])
 
 

@@ -108,7 +108,8 @@ def test_slice_range_is_in_source_indices(phantom_case):
 def test_empty_selection_says_where_the_brain_is(phantom_case):
     full = prepare_volume(phantom_case, MODS, ONE_MM, 16)
     first, last = min(full.source_slices), max(full.source_slices)
-    with pytest.raises(DiffSegInputError, match=rf"slice range \[0, {first}\) .* the brain is in slices {first}–{last}"):
+    message = rf"slice range \[0, {first}\) .* the brain is in slices {first}–{last}"
+    with pytest.raises(DiffSegInputError, match=message):
         prepare_volume(phantom_case, MODS, ONE_MM, 16, slice_range=(0, first))
     with pytest.raises(DiffSegInputError, match=r"slice range \[9, 9\) is empty"):
         prepare_volume(phantom_case, MODS, ONE_MM, 16, slice_range=(9, 9))
