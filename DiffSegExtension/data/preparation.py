@@ -73,12 +73,20 @@ class PreparedVolume:
             raise DiffSegInputError(f"maps of shape {tuple(maps.shape)} do not match the prepared slices "
                                     f"{expected}: give one (H, W) map per prepared slice")
         n0, n1 = self._resampled_shape
-        canvas = torch.full((len(self), n0, n1), float(fill), dtype=torch.float32)
         (grid_r, win_r), (grid_c, win_c) = (_overlap(self._offset[0], maps.shape[1], n0),
                                           _overlap(self._offset[1], maps.shape[2], n1))
-        canvas[:, grid_r, grid_c] = maps[:, win_r, win_c]
-        if self.resampled:
-            canvas = _resize(canvas[:, None], self._inplane_shape)[:, 0]
+        inside = maps[:, win_r, win_c]
+        if not self.resampled:
+            canvas = torch.full((len(self), n0, n1), float(fill), dtype=torch.float32)
+            canvas[:, grid_r, grid_c] = inside
+        else:
+            # Extend the box's border values outward so the interpolation near the box edge does not
+            # mix in `fill` (which may be NaN), then put `fill` where the box does not reach.
+            pads = (grid_c.start, n1 - grid_c.stop, grid_r.start, n0 - grid_r.stop)
+            canvas = _resize(F.pad(inside[:, None], pads, mode="replicate"), self._inplane_shape)[:, 0]
+            box = torch.zeros((1, n0, n1), dtype=torch.bool)
+            box[:, grid_r, grid_c] = True
+            canvas[:, ~_resize_mask(box, self._inplane_shape)[0]] = float(fill)
         volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
         volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
         return self.frame.from_canonical(volume)

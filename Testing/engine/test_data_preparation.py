@@ -187,6 +187,19 @@ def test_resampling_keeps_pixel_centres_aligned(fine_case):
     assert np.abs(restored - expected)[inside].max() < 1e-4
 
 
+def test_nan_fill_stays_outside_the_box(fine_case):
+    prepared = prepare_volume(fine_case, ["flair"], ONE_MM, size_multiple=1, margin=0)  # brain touches the box
+    restored = prepared.restore(prepared.images[:, 0], fill=np.nan)
+    axis, selected = prepared.frame.slice_axis, prepared.source_slices
+    unselected = sorted(set(range(fine_case.shape[axis])) - set(selected))
+    assert np.isnan(np.take(restored, unselected, axis)).all()
+    on_selected = np.take(restored, selected, axis)
+    brain = np.take(fine_case.images["flair"] > 0, selected, axis)
+    assert not np.isnan(on_selected[brain]).any() and np.isnan(on_selected).any()
+    with_zero = np.take(prepared.restore(prepared.images[:, 0], fill=0.0), selected, axis)
+    assert np.array_equal(with_zero[brain], on_selected[brain])
+
+
 def test_coarse_volume_is_upsampled(fine_case):
     prepared = prepare_volume(fine_case, ["flair"], PreprocessConfig(pixel_spacing_mm=0.25), size_multiple=32)
     assert prepared.pixel_spacing == pytest.approx((0.25, 0.25), rel=0.01)
