@@ -89,6 +89,8 @@ def make_phantom(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
         raise DiffSegInputError(f"phantom modalities {list(modalities)} are invalid: choose from {list(CONTRASTS)}")
     if len(shape) != 3 or min(shape) < 8:
         raise DiffSegInputError(f"phantom shape {shape} is invalid: give three sizes of at least 8 voxels")
+    if seed < 0:
+        raise DiffSegInputError(f"phantom seed {seed} is negative: give a seed >= 0")
     rng = np.random.default_rng(seed)
     shape = tuple(int(n) for n in shape)
     spacing_arr = np.asarray(spacing, dtype=np.float64)
@@ -113,18 +115,20 @@ def make_phantom(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
     soft = {k: blur(v.astype(np.float64), spacing_arr, 0.5) for k, v in (tumour or {}).items() if k != "fade"}
     images = {}
     for modality in modalities:
-        c = {k: v * rng.uniform(0.93, 1.07) for k, v in CONTRASTS[modality].items()}
+        # Own stream per modality: a modality's image does not depend on which others are asked for.
+        mrng = np.random.default_rng([seed, 1 + list(CONTRASTS).index(modality)])
+        c = {k: v * mrng.uniform(0.93, 1.07) for k, v in CONTRASTS[modality].items()}
         healthy = sum(frac[t] * c[t] for t in TISSUES)
         signal = healthy
         if tumour is not None:
             core = soft["necrosis"] + soft["rim"]
             lesion = tumour_texture * (soft["necrosis"] * c["necrosis"] + soft["rim"] * c["rim"])
             signal = healthy * (1.0 - core) + lesion + soft["edema"] * tumour["fade"] * (c["edema"] - healthy)
-        gain = rng.uniform(350.0, 1100.0)
-        bias = np.exp(0.12 * noise(35.0))
+        gain = mrng.uniform(350.0, 1100.0)
+        bias = np.exp(0.12 * smooth_noise(mrng, shape, spacing_arr, 35.0))
         clean = gain * signal * texture * bias
         sigma = 0.025 * gain
-        noisy = np.hypot(clean + sigma * rng.standard_normal(shape), sigma * rng.standard_normal(shape))
+        noisy = np.hypot(clean + sigma * mrng.standard_normal(shape), sigma * mrng.standard_normal(shape))
         image = np.where(brain, np.maximum(np.rint(noisy), 1.0), 0.0)  # skull-stripped: background exactly 0
         images[modality] = image.astype(np.float32)
     tissue = np.where(brain, 1 + np.argmax(np.stack([frac[t] for t in TISSUES]), axis=0), 0).astype(np.uint8)

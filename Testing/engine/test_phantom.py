@@ -107,6 +107,13 @@ def test_reproducible_and_seed_dependent():
     assert not np.array_equal(a.images["flair"], c.images["flair"])
 
 
+def test_a_modality_does_not_depend_on_the_others_asked_for():
+    full = make_phantom(4, shape=(32, 32, 24))
+    flair_only = make_phantom(4, shape=(32, 32, 24), modalities=("t2", "flair"))
+    assert np.array_equal(full.images["flair"], flair_only.images["flair"])
+    assert np.array_equal(full.label, flair_only.label)
+
+
 def test_tumour_free_phantom():
     phantom = make_phantom(3, shape=(48, 48, 32), tumour_probability=0.0)
     assert not phantom.has_tumour and not phantom.label.any()
