@@ -14,7 +14,7 @@ MODS = ("flair", "t1")
 PRE = PreprocessConfig(train_crop=32)
 
 
-def phantom_cases():
+def small_cases():
     return [make_phantom(seed, shape=(48, 56, 20), spacing=(1.0, 1.0, 2.0), oblique=seed == 1,
                          modalities=MODS, tumour_probability=0.0 if seed == 2 else 1.0).to_case(f"ph{seed}")
             for seed in range(3)]
@@ -22,7 +22,7 @@ def phantom_cases():
 
 @pytest.fixture(scope="module")
 def dataset() -> SliceDataset:
-    return SliceDataset(phantom_cases(), MODS, PRE, size_multiple=16)
+    return SliceDataset(small_cases(), MODS, PRE, size_multiple=16)
 
 
 def batch(dataset, seed, **kwargs):
@@ -30,7 +30,7 @@ def batch(dataset, seed, **kwargs):
 
 
 def test_slices_and_tumour_index(dataset):
-    expected = sum(len(prepare_volume(case, MODS, PRE, 16).source_slices) for case in phantom_cases())
+    expected = sum(len(prepare_volume(case, MODS, PRE, 16).source_slices) for case in small_cases())
     assert len(dataset) == expected  # every brain slice of every case
     assert 20 < len(dataset) <= 60 and dataset.case_names == ["ph0", "ph1", "ph2"]
     assert 0 < len(dataset.tumour_slices) < len(dataset)
@@ -63,7 +63,7 @@ def test_same_generator_state_gives_the_same_batch(dataset):
     follow_up = dataset.sample_batch(generator, 6, augment=True)
     generator.set_state(state)
     again = dataset.sample_batch(generator, 6, augment=True)
-    rebuilt = SliceDataset(phantom_cases(), MODS, PRE, size_multiple=16)  # as after a training restart
+    rebuilt = SliceDataset(small_cases(), MODS, PRE, size_multiple=16)  # as after a training restart
     replay = rebuilt.sample_batch(torch.Generator().manual_seed(99), 6, augment=True)
     for other in (again, replay):
         assert torch.equal(first[0], other[0]) and torch.equal(first[1], other[1])
