@@ -129,3 +129,16 @@ def merge_outputs(segmentation, new: results.EngineOutputs, slices: tuple[int, i
     mask = threshold_image(merged["probability"].GetImageData(), threshold_of(segmentation))
     mask_node = volumeio.detached_volume(mask, geometry.ijk_to_ras(probability), "segmentation")
     return results.EngineOutputs(mask_node, merged["probability"], merged["uncertainty"], new.summary)
+
+
+def slices_around(segmentation, world_position, half_width: int = 2) -> tuple[int, int]:
+    """Half-open slice range of ``2 * half_width + 1`` slices centred where ``world_position`` lies."""
+    reference = reference_volume(segmentation)
+    axis = slice_axis_of(segmentation)
+    to_local = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, reference.GetParentTransformNode(), to_local)
+    local = to_local.TransformPoint(list(world_position)[:3])
+    index = int(round((np.linalg.inv(geometry.ijk_to_ras(reference)) @ np.array([*local, 1.0]))[axis]))
+    n = geometry.dimensions(reference)[axis]
+    index = min(max(index, 0), n - 1)
+    return max(0, index - half_width), min(n, index + half_width + 1)

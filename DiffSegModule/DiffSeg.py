@@ -1,0 +1,139 @@
+"""DiffSeg: brain-tumour segmentation in MRI with a diffusion model, and where it is unsure.
+
+Thin module file: metadata, a widget that embeds :class:`DiffSegLib.widget.DiffSegPanel`, and the
+self-test. The work is in ``DiffSegLib`` (logic importable without Qt) and in the engine package
+``DiffSegExtension``, which runs in a child process.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import qt
+
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+
+from DiffSegLib import paths
+
+
+class DiffSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "DiffSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["DiffSeg contributors"]
+        self.parent.helpText = (
+            "Segments brain tumour in MRI (FLAIR, T1, T1ce, T2 as the model needs) with a diffusion model. "
+            "Several masks are sampled per slice: their mean is the tumour probability, their variance the "
+            "uncertainty map shown over the image. Review with the live threshold, jump to the most uncertain "
+            "slices and re-run them with more samples. Research use only: not for diagnosis.")
+        self.parent.acknowledgementText = (
+            "Method after Wolleb et al., 'Diffusion Models for Implicit Image Segmentation Ensembles' (MIDL 2022). "
+            "Built with MONAI and PyTorch.")
+        if self.parent.icon.isNull():  # source checkout: Resources/ is next to DiffSegModule/
+            try:
+                self.parent.icon = qt.QIcon(str(paths.resource_path("Icons/DiffSeg.png")))
+            except FileNotFoundError:
+                pass
+
+
+class DiffSegWidget(ScriptedLoadableModuleWidget):
+    """Hosts the panel; everything else is in ``DiffSegLib.widget``."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        self.panel = None
+        self.logic = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        from DiffSegLib.widget import DiffSegPanel
+
+        self.panel = DiffSegPanel(self.layout)
+        self.logic = self.panel.logic
+
+    def enter(self):
+        if self.panel:
+            self.panel.enter()
+
+    def exit(self):
+        if self.panel:
+            self.panel.exit()
+
+    def cleanup(self):
+        if self.panel:
+            self.panel.cleanup()
+
+    def onReload(self):
+        """Reload also the library (Slicer only reloads this file)."""
+        for name in [n for n in sys.modules if n == "DiffSegLib" or n.startswith("DiffSegLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
+
+
+class DiffSegTest(ScriptedLoadableModuleTest):
+    """End to end inside Slicer on a phantom made by the engine, with the bundled phantom model."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_phantom_end_to_end()
+
+    def _phantom_case(self) -> Path:
+        folder = Path(slicer.util.tempDirectory("DiffSegSelfTest"))
+        code = ("import sys; from DiffSegExtension.data.phantom import make_phantom, write_phantom_case; "
+                "write_phantom_case(sys.argv[1], 'selftest', "
+                "make_phantom(3, shape=(64, 64, 24), spacing=(1.0, 1.1, 2.0), oblique=True))")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(paths.engine_root()) + os.pathsep + env.get("PYTHONPATH", "")
+        subprocess.run([paths.engine_python(), "-c", code, str(folder)], env=env, check=True)
+        return folder / "selftest"
+
+    def test_phantom_end_to_end(self):
+        import numpy as np
+
+        from DiffSegLib import dependencies, geometry, results
+        from DiffSegLib.logic import DiffSegLogic
+
+        self.delayDisplay("Checking the engine's Python packages")
+        self.assertTrue(dependencies.ensure_engine_dependencies(confirm=lambda message: True),
+                        f"missing: {dependencies.missing_summary()}")
+        self.delayDisplay("Making a phantom case with the engine")
+        case = self._phantom_case()
+        volumes = {m: slicer.util.loadVolume(str(case / f"selftest_{m}.nii.gz"), {"name": f"selftest_{m}"})
+                   for m in ("flair", "t1", "t1ce", "t2")}
+        truth = slicer.util.loadLabelVolume(str(case / "selftest_seg.nii.gz"), {"name": "selftest_truth"})
+
+        self.delayDisplay("Panel: inputs are picked by name and Apply is enabled")
+        widget = slicer.util.getModuleWidget("DiffSeg")
+        panel = widget.panel
+        panel._parameterNode.model = "phantom"
+        panel._syncModelCombo()
+        panel._autoAssign()
+        for modality, node in volumes.items():
+            self.assertEqual(getattr(panel._parameterNode, f"{modality}Volume"), node)
+        panel._updateState()
+        self.assertTrue(panel.ui.applyButton.enabled, panel.ui.applyButton.toolTip)
+
+        self.delayDisplay("Segmenting (engine in a child process)")
+        logic = DiffSegLogic()
+        seg, unc = logic.segment(**volumes, model="phantom", members=3, steps=6)
+        self.assertTrue(seg.IsA("vtkMRMLSegmentationNode"))
+        self.assertTrue(unc.IsA("vtkMRMLScalarVolumeNode"))
+        self.assertIsNotNone(seg.GetSegmentation().GetSegment(results.SEGMENT_ID))
+        np.testing.assert_array_equal(geometry.ijk_to_ras(unc), geometry.ijk_to_ras(volumes["flair"]))
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, results.SEGMENT_ID, volumes["flair"]) > 0
+        label = slicer.util.arrayFromVolume(truth) > 0
+        dice = 2.0 * np.logical_and(mask, label).sum() / max(1, mask.sum() + label.sum())
+        self.delayDisplay(f"Dice against the phantom's truth: {dice:.3f}")
+        self.assertGreater(dice, 0.5)
+
+        self.delayDisplay("A second run replaces the outputs")
+        seg2, unc2 = logic.segment(**volumes, model="phantom", members=2, steps=4, seed=1)
+        self.assertEqual((seg2.GetID(), unc2.GetID()), (seg.GetID(), unc.GetID()))
+        self.delayDisplay("Test passed")

@@ -1,0 +1,46 @@
+"""The panel's parameters, saved with the scene, bound to ``Resources/UI/DiffSeg.ui``.
+
+Each attribute is bound to the widget whose ``SlicerParameterName`` dynamic property has the same
+name (two-way, through ``connectGui``). Only ``model`` is set by code: its combo box lists models
+found at run time, which a ``Choice`` validator cannot express.
+
+Imported only inside Slicer (``slicer.parameterNodeWrapper`` is not part of ``slicer-core``); the
+logic never depends on this file.
+"""
+
+from typing import Annotated
+
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+from .logic import DEVICES, SAMPLERS
+
+
+@parameterNodeWrapper
+class DiffSegParameterNode:
+    """Parameters of the DiffSeg panel.
+
+    model: bundled model name or model folder path.
+    flairVolume, t1Volume, t1ceVolume, t2Volume: input volumes (only those the model lists are used).
+    members, sampler, steps, device, seed: sampling settings (members × steps network passes per slice).
+    roi, restrictSlices, sliceStart, sliceStop: optional region; ROI wins over the slice range.
+    outputSegmentation, threshold, rerunMembers: review of a result.
+    """
+
+    model: str = ""
+    flairVolume: vtkMRMLScalarVolumeNode
+    t1Volume: vtkMRMLScalarVolumeNode
+    t1ceVolume: vtkMRMLScalarVolumeNode
+    t2Volume: vtkMRMLScalarVolumeNode
+    members: Annotated[int, WithinRange(1, 100)] = 5
+    sampler: Annotated[str, Choice(list(SAMPLERS))] = "dpmpp"
+    steps: Annotated[int, WithinRange(1, 1000)] = 10
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    seed: Annotated[int, WithinRange(0, 999999)] = 0
+    roi: vtkMRMLMarkupsROINode
+    restrictSlices: bool = False
+    sliceStart: Annotated[int, WithinRange(0, 9999)] = 0
+    sliceStop: Annotated[int, WithinRange(0, 9999)] = 0
+    outputSegmentation: vtkMRMLSegmentationNode
+    threshold: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
+    rerunMembers: Annotated[int, WithinRange(1, 100)] = 10
