@@ -1,0 +1,189 @@
+"""End to end with the real engine: ``python -m DiffSegExtension segment`` in a child process.
+
+The model is the bundled ``phantom`` model (Resources/Models/phantom) when it is there, else a
+``tiny`` model trained for a few iterations by the shared ``tiny_run`` fixture: these tests check
+the plumbing (geometry, files, scene, cancel, memory), not the model's quality.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import slicer
+from conftest import SceneHarness, ijk_to_ras, write_case
+
+from DiffSegLib import geometry, results, review
+from DiffSegLib.logic import DiffSegCancelled, DiffSegLogic, RunRequest
+from DiffSegLib.models import read_model_card
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLED_PHANTOM = REPO / "Resources" / "Models" / "phantom"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine_model(request):
+    if (BUNDLED_PHANTOM / "model.json").is_file():
+        return read_model_card(BUNDLED_PHANTOM)
+    return read_model_card(request.getfixturevalue("tiny_run"))
+
+
+@pytest.fixture
+def scene_case(harness, tmp_path, engine_model):
+    files = write_case(tmp_path / "data", seed=7)
+    volumes = {m: harness.load_volume(files[m], f"case7_{m}") for m in engine_model.modalities}
+    temp_root = tmp_path / "temp-root"
+    temp_root.mkdir()
+    logic = DiffSegLogic(scene=harness.scene, temp_root=temp_root)
+    return volumes, logic, temp_root, files
+
+
+def _request(model, volumes, **kw) -> RunRequest:
+    kw.setdefault("members", 2)
+    kw.setdefault("steps", 3)
+    kw.setdefault("sampler", "dpmpp")
+    kw.setdefault("device", "cpu")
+    return RunRequest(model, dict(volumes), **kw)
+
+
+def test_full_run_through_the_engine_matches_its_files(harness, engine_model, scene_case, tmp_path):
+    volumes, logic, temp_root, _ = scene_case
+    kept = tmp_path / "engine-outputs"
+    progress = []
+    seg, unc = logic.run(_request(engine_model, volumes, keep_engine_outputs=kept), on_progress=progress.append)
+    reference = volumes[engine_model.reference_modality]
+
+    # Determinate progress: one line per sampler step, counting up to the total.
+    assert progress and progress[-1].done == progress[-1].total > 0
+    assert [p.done for p in progress] == sorted(p.done for p in progress)
+
+    # The segment, exported through a storage node, equals the engine's mask voxel for voxel and in geometry.
+    labelmap = harness.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+        seg, [results.SEGMENT_ID], labelmap, reference)
+    labelmap.AddDefaultStorageNode()
+    labelmap.GetStorageNode().SetFileName(str(tmp_path / "exported.nii.gz"))
+    assert labelmap.GetStorageNode().WriteData(labelmap)
+    exported = nib.load(str(tmp_path / "exported.nii.gz"))
+    engine_mask = nib.load(str(kept / "segmentation.nii.gz"))
+    assert exported.shape == engine_mask.shape
+    assert np.array_equal(np.asarray(exported.dataobj), np.asarray(engine_mask.dataobj))
+    assert np.allclose(exported.affine, engine_mask.affine, atol=1e-4)
+    assert np.allclose(engine_mask.affine, ijk_to_ras(reference), atol=1e-4)
+
+    # Uncertainty and probability: the input's IJK→RAS, the engine's values, the engine's ranges.
+    probability, uncertainty = results.output_volumes(seg)
+    assert uncertainty is unc
+    assert np.array_equal(ijk_to_ras(unc), ijk_to_ras(reference))
+    engine_unc = np.asarray(nib.load(str(kept / "uncertainty.nii.gz")).dataobj)
+    engine_prob = np.asarray(nib.load(str(kept / "probability.nii.gz")).dataobj)
+    assert np.array_equal(slicer.util.arrayFromVolume(unc).transpose(2, 1, 0), engine_unc)
+    assert np.array_equal(slicer.util.arrayFromVolume(probability).transpose(2, 1, 0), engine_prob)
+    assert 0 <= engine_unc.min() and engine_unc.max() <= 0.25 + 1e-6
+    # The live threshold at 0.5 reproduces the engine's majority mask exactly.
+    assert np.array_equal(engine_prob >= 0.5, np.asarray(engine_mask.dataobj) > 0)
+
+    # The module predicts the engine's slice axis (used for ROI ranges, ranking and re-runs).
+    summary = __import__("json").loads((kept / "summary.json").read_text())
+    assert summary["slice_axis"] == geometry.slice_axis(reference)
+    assert seg.GetAttribute("DiffSeg.SliceAxis") == str(summary["slice_axis"])
+    assert list(temp_root.iterdir()) == []
+
+
+def test_slice_range_run_and_rerun_merge_with_the_engine(harness, engine_model, scene_case, tmp_path):
+    volumes, logic, temp_root, _ = scene_case
+    reference = volumes[engine_model.reference_modality]
+    axis = geometry.slice_axis(reference)
+    n = geometry.dimensions(reference)[axis]
+    seg, unc = logic.run(_request(engine_model, volumes))
+    ids = harness.node_ids()
+    probability, _ = results.output_volumes(seg)
+    before = np.array(slicer.util.arrayFromVolume(probability))
+    slab = (n // 2 - 1, n // 2 + 1)
+    kept = tmp_path / "rerun"
+    request = logic.rerun_request(seg, slices=slab, members=3, steps=3, device="cpu")
+    request.keep_engine_outputs = kept
+    logic.run(request)
+    assert harness.node_ids() == ids
+    summary = __import__("json").loads((kept / "summary.json").read_text())
+    assert summary["slice_range"] == list(slab)
+    after = np.moveaxis(np.array(slicer.util.arrayFromVolume(probability)), 2 - axis, 0)
+    engine = np.moveaxis(np.asarray(nib.load(str(kept / "probability.nii.gz")).dataobj).transpose(2, 1, 0), 2 - axis, 0)
+    inside = np.zeros(n, dtype=bool)
+    inside[slab[0]:slab[1]] = True
+    assert np.array_equal(after[inside], engine[inside])
+    assert np.array_equal(after[~inside], np.moveaxis(before, 2 - axis, 0)[~inside])
+    assert np.all(engine[~inside] == 0)  # the engine leaves slices outside --slices at 0
+    assert list(temp_root.iterdir()) == []
+
+
+def test_cancel_mid_run_leaves_no_node_and_no_temporary_file(harness, engine_model, scene_case):
+    volumes, logic, temp_root, _ = scene_case
+    before, items = harness.snapshot(), harness.hierarchy_items()
+    handle = logic.start(_request(engine_model, volumes, steps=200, members=4))
+    deadline = time.monotonic() + 120
+    while handle.progress is None and handle.running and time.monotonic() < deadline:
+        handle.poll()
+        time.sleep(0.05)
+    assert handle.progress is not None and handle.progress.done < handle.progress.total, "cancel must hit mid-run"
+    pid = handle.runner.process.pid
+    logic.cancel(handle)
+    with pytest.raises(DiffSegCancelled):
+        logic.finish(handle)
+    assert handle.runner.process.poll() is not None, f"engine process {pid} still running"
+    assert harness.snapshot() == before and harness.hierarchy_items() == items
+    assert list(temp_root.iterdir()) == []
+
+
+def test_second_run_replaces_and_mrb_round_trip(harness, engine_model, scene_case, tmp_path):
+    volumes, logic, temp_root, _ = scene_case
+    seg, unc = logic.run(_request(engine_model, volumes, seed=1))
+    ids = harness.node_ids()
+    seg2, unc2 = logic.run(_request(engine_model, volumes, seed=2))
+    assert (seg2.GetID(), unc2.GetID()) == (seg.GetID(), unc.GetID()) and harness.node_ids() == ids
+    values = np.array(slicer.util.arrayFromVolume(unc2))
+    mrb = tmp_path / "scene.mrb"
+    assert harness.scene.WriteToMRB(str(mrb))
+    home = tmp_path / "home2"
+    home.mkdir()
+    other = SceneHarness(home)
+    previous, slicer.mrmlScene = slicer.mrmlScene, other.scene
+    try:
+        assert other.scene.ReadFromMRB(str(mrb))
+        reloaded = results.find_outputs(other.scene, seg.GetAttribute(results.KEY_ATTRIBUTE))
+        _, unc3 = results.output_volumes(reloaded)
+        assert np.array_equal(slicer.util.arrayFromVolume(unc3), values)
+        assert np.allclose(ijk_to_ras(unc3), ijk_to_ras(volumes[engine_model.reference_modality]), atol=1e-4)
+        assert review.rank_slices(reloaded) is not None
+    finally:
+        other.scene.Clear(True)
+        slicer.mrmlScene = previous
+
+
+def test_ten_runs_keep_the_node_count_and_memory_flat(harness, engine_model, scene_case):
+    volumes, logic, temp_root, _ = scene_case
+    reference = volumes[engine_model.reference_modality]
+    n = geometry.dimensions(reference)[geometry.slice_axis(reference)]
+    one_slice = (n // 2, n // 2 + 1)
+    logic.run(_request(engine_model, volumes, members=1, steps=1, slices=one_slice))
+    counts, rss = [], []
+    for seed in range(10):
+        logic.run(_request(engine_model, volumes, members=1, steps=1, slices=one_slice, seed=seed))
+        counts.append(harness.scene.GetNumberOfNodes())
+        rss.append(_rss_mb())
+    assert len(set(counts)) == 1, counts
+    assert rss[-1] - rss[0] < 25, f"resident memory grew from {rss[0]:.0f} MB to {rss[-1]:.0f} MB over ten runs"
+    assert list(temp_root.iterdir()) == []
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
