@@ -173,3 +173,12 @@ def test_engine_requirements_for_slicer_match_pyproject():
                                         if "__pycache__" not in p.parts))
 def test_module_files_stay_small(path):
     assert len((REPO / path).read_text().splitlines()) <= 400
+
+
+def test_panel_rendering_from_the_ui(tmp_path):
+    """The schematic panel image (for the README) is drawn from DiffSeg.ui without Qt."""
+    from render_panel import render
+    from PIL import Image
+
+    image = Image.open(render(tmp_path / "panel.png", expand_region=True))
+    assert image.width == 460 and image.height > 600
