@@ -83,9 +83,10 @@ def read_model_card(folder: Path | str) -> ModelCard:
     if unknown:
         raise ModelCardError(f"The model card {card_file} lists unknown modalities {unknown}; "
                              f"known ones are {list(MODALITY_LABELS)}.")
+    name = str(data.get("name") or folder.name)
     return ModelCard(
-        name=str(data.get("name", folder.name)),
-        title=str(data.get("title", data.get("name", folder.name))),
+        name=name,
+        title=str(data.get("title") or name),
         path=folder,
         modalities=tuple(modalities),
         inference_defaults=dict(data.get("inference_defaults", {})),

@@ -1,0 +1,59 @@
+"""Model cards as the panel reads them, and picking volumes by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from DiffSegLib.models import ModelCardError, auto_assign, find_model, list_bundled_models, read_model_card
+
+
+def _card(folder, **fields):
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(json.dumps(fields))
+    return folder
+
+
+def test_card_fields_and_defaults(tmp_path):
+    card = read_model_card(_card(tmp_path / "m", name="brats-flair", title="BraTS FLAIR", modalities=["flair"],
+                                 inference_defaults={"steps": 12}, intended_use="Research only."))
+    assert (card.name, card.title, card.modalities, card.reference_modality) == ("brats-flair", "BraTS FLAIR", ("flair",), "flair")
+    assert card.default("steps") == 12 and card.default("members") == 5 and card.default("sampler") == "dpmpp"
+    untitled = read_model_card(_card(tmp_path / "run", name="run", title="", modalities=["t1", "flair"]))
+    assert untitled.title == "run" and untitled.reference_modality == "t1"
+
+
+@pytest.mark.parametrize("content, message", [(None, "no model.json"), ("{broken", "cannot be read"),
+                                              ({"name": "x"}, "does not list its input"),
+                                              ({"modalities": ["flair", "dwi"]}, "unknown modalities")])
+def test_bad_cards_are_refused_with_a_reason(tmp_path, content, message):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if content is not None:
+        (folder / "model.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(ModelCardError, match=message):
+        read_model_card(folder)
+
+
+def test_find_model_by_name_or_folder(tmp_path):
+    models = tmp_path / "Models"
+    _card(models / "phantom", name="phantom", modalities=["t1", "t1ce", "t2", "flair"])
+    _card(models / "brats", name="brats-flair", modalities=["flair"])
+    (models / "not-a-model").mkdir()
+    assert [c.name for c in list_bundled_models(models)] == ["brats-flair", "phantom"]
+    assert find_model("phantom", models).modalities == ("t1", "t1ce", "t2", "flair")
+    assert find_model(models / "brats", models).name == "brats-flair"
+    with pytest.raises(ModelCardError, match="Bundled models: \\['brats-flair', 'phantom'\\]"):
+        find_model("nnunet", models)
+
+
+def test_auto_assign_by_name_pattern():
+    names = {"v1": "BraTS20_001_t1", "v2": "BraTS20_001_t1ce", "v3": "BraTS20_001_t2", "v4": "BraTS20_001_flair",
+             "v5": "BraTS20_001_seg"}
+    assert auto_assign(names, ("t1", "t1ce", "t2", "flair")) == {"t1": "v1", "t1ce": "v2", "t2": "v3", "flair": "v4"}
+    # Contrast T1 spelled differently; T2-FLAIR is FLAIR, not T2; nothing is used twice.
+    names = {"a": "T2_FLAIR_axial", "b": "T1 post-Gd (t1gd)", "c": "3D T1 MPRAGE", "d": "T2 TSE"}
+    assert auto_assign(names, ("flair", "t1ce", "t1", "t2")) == {"flair": "a", "t1ce": "b", "t1": "c", "t2": "d"}
+    assert auto_assign({"x": "flair"}, ("flair", "t2")) == {"flair": "x"}
+    assert auto_assign({"x": "case_flair"}, ("t1",)) == {}
