@@ -61,20 +61,21 @@ class DiffSegPanel(VTKObservationMixin):
         self._handle = None
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self._onPoll)
+        self._pollTimer.connect("timeout()", self._onPoll)
         self._thresholdTimer = qt.QTimer()
         self._thresholdTimer.setSingleShot(True)
         self._thresholdTimer.setInterval(30)
-        self._thresholdTimer.timeout.connect(self._applyThreshold)
+        self._thresholdTimer.connect("timeout()", self._applyThreshold)
 
         self.ui.outputSegmentationSelector.addAttribute("vtkMRMLSegmentationNode", results.ROLE_ATTRIBUTE, "segmentation")
         self.ui.progressBar.setVisible(False)
-        self.ui.modelComboBox.currentIndexChanged.connect(self._onModelChosen)
-        self.ui.applyButton.clicked.connect(self._onApplyOrCancel)
-        self.ui.rerunButton.clicked.connect(self._onRerun)
-        self.ui.uncertainSlicesListWidget.itemClicked.connect(self._onSliceClicked)
-        self.ui.thresholdSliderWidget.valueChanged.connect(lambda _value: self._thresholdTimer.start())
-        self.ui.outputSegmentationSelector.currentNodeChanged.connect(self._onResultChanged)
+        # Explicit signatures: several of these signals are overloaded in Qt 5 (e.g. currentNodeChanged(bool)).
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self._onModelChosen)
+        self.ui.applyButton.connect("clicked(bool)", self._onApplyOrCancel)
+        self.ui.rerunButton.connect("clicked(bool)", self._onRerun)
+        self.ui.uncertainSlicesListWidget.connect("itemClicked(QListWidgetItem*)", self._onSliceClicked)
+        self.ui.thresholdSliderWidget.connect("valueChanged(double)", lambda _value: self._thresholdTimer.start())
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onResultChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self._onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self._onNodeAdded)
@@ -244,7 +245,7 @@ class DiffSegPanel(VTKObservationMixin):
         self.ui.rerunButton.enabled = node.outputSegmentation is not None
 
     # -- running ------------------------------------------------------------------------------
-    def _onApplyOrCancel(self) -> None:
+    def _onApplyOrCancel(self, _checked: bool = False) -> None:
         if self._handle is not None:
             self._cancel()
             return
@@ -345,7 +346,7 @@ class DiffSegPanel(VTKObservationMixin):
         if segmentation is not None:
             review.jump_to_slice(segmentation, int(item.data(qt.Qt.UserRole)))
 
-    def _onRerun(self) -> None:
+    def _onRerun(self, _checked: bool = False) -> None:
         node = self._parameterNode
         segmentation = node.outputSegmentation if node else None
         if segmentation is None or self._handle is not None:
