@@ -167,7 +167,7 @@ def test_threshold_updates_the_segment_from_the_probability(harness, stub, volum
         review.apply_threshold(seg, 0.0)
 
 
-def test_slices_are_ranked_by_mean_uncertainty_inside_the_probability(stub, harness):
+def test_slices_are_ranked_by_mean_uncertainty_inside_the_probability(stub, harness, volumes):
     seg, unc = stub.logic().run(stub.request(members=6))
     probability, _ = results.output_volumes(seg)
     axis = 2 - stub.axis
@@ -178,6 +178,10 @@ def test_slices_are_ranked_by_mean_uncertainty_inside_the_probability(stub, harn
     assert [r.index for r in ranked] == sorted(expected, key=lambda i: (-expected[i], i))
     for r in ranked:
         assert r.mean_uncertainty == pytest.approx(expected[r.index], rel=1e-5)
+    # "Here" for a re-run: the slices around the one a view shows.
+    here = geometry.slice_center_world(volumes["flair"], stub.axis, ranked[0].index)
+    n = geometry.dimensions(volumes["flair"])[stub.axis]
+    assert review.slices_around(seg, here, half_width=2) == (max(0, ranked[0].index - 2), min(n, ranked[0].index + 3))
     # Jump: the slice view is centred on that slice of the (oblique) reference volume.
     position = review.jump_to_slice(seg, ranked[0].index)
     slice_to_ras = harness.slice_node.GetSliceToRAS()
