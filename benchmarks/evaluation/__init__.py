@@ -1,0 +1,1 @@
+"""Helpers of ``benchmarks/eval_report.py``: measurements (``measure``), figures (``figures``), markdown (``markdown``)."""
