@@ -112,7 +112,7 @@ def split_section(card: dict, roots: list[Path], cases: list[str]) -> str:
     data, training = card.get("data", {}), card.get("training", {})
     options = training.get("options", {})
     lines = ["## 1. Split and data\n",
-             f"- Model `{card['name']}` — {card.get('title', '')}; preset `{card.get('preset', '?')}`, "
+             f"- Model `{card['name']}`{' — ' + card['title'] if card.get('title') else ''}; preset `{card.get('preset', '?')}`, "
              f"{card.get('parameters', 0) / 1e6:.2f} M parameters, inputs: {', '.join(card['modalities'])}; "
              "target: whole tumour (every label > 0).",
              f"- Training cases ({len(data.get('train', []))}): {', '.join(data.get('train', [])) or 'not recorded'}.",
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
              f"\nSingle sample (member 1) vs the {settings.members}-member ensemble: mean Dice {md.fmt(one)} vs "
              f"{md.fmt(ens)} (**{'ensemble better' if ens > one else 'ensemble NOT better'}**).\n\n"
              f"![Dice and AUROC vs ensemble size]({figure('ensemble')})\n\n",
-             f"## 3. Quality vs speed (every {settings.stride}-th brain slice per case)\n",
+             f"## 3. Quality vs speed (every K-th brain slice per case, K = {settings.stride})\n",
              f"{grid[0]['slices']} slices in all ({', '.join(f'{s.case}' for s in runs)}); tumour slices appear in "
              "their natural share. Dice of the ensemble mask over each case's subset, then the mean over cases. "
              "Seconds per slice measured for each cell (engine `sample_ensemble`, batched slices × members); seconds "

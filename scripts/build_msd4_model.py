@@ -1,6 +1,6 @@
 """Build the 4-modality model ``runs/msd4`` (the paper's input configuration: T1, T1ce, T2, FLAIR).
 
-    python scripts/build_msd4_model.py [--iterations 3000] [--preset small] [--out runs/msd4]
+    python scripts/build_msd4_model.py [--iterations 4000] [--preset small] [--out runs/msd4]
 
 THIN DATA. The only 4-modality material here is (a) 20 overlapping 160×160×16 patches of ONE subject
 (MSD Task01 BRATS_009, raw MSD intensities, LPS) — all of it used for training — and (b) 6 labelled
@@ -39,7 +39,7 @@ THIN_DATA = ("THIN DATA: trained on 20 overlapping patches of ONE subject (MSD B
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=4000)
     parser.add_argument("--preset", default="small", choices=["tiny", "small"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--crop", type=int, default=128, help="training crop (a multiple of 32)")
