@@ -67,7 +67,7 @@ def grid_table(grid: list[dict], slices_per_volume: float) -> str:
 def reference_table(reference: list[dict], ref_label: str, default_label: str) -> str:
     header = ["case", "source slices", f"Dice {ref_label}", f"Dice {default_label}", "difference",
               "agreement Dice (ref. vs default)", f"s / slice {ref_label}", f"s / slice {default_label}"]
-    body = [[r["case"], ", ".join(map(str, r["slices"])), r["reference_dice"], r["default_dice"],
+    body = [[r["case"], ", ".join(map(str, sorted(r["slices"]))), r["reference_dice"], r["default_dice"],
              r["default_dice"] - r["reference_dice"], r["agreement_dice"], r["reference_seconds_per_slice"],
              r["default_seconds_per_slice"]] for r in reference]
     body.append(["**mean**", "", mean(r["reference_dice"] for r in reference), mean(r["default_dice"] for r in reference),
