@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from DiffSegExtension.ensemble import aggregate  # noqa: E402
 
 COLOURS = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpmpp": "tab:green"}
+STYLES = {"ddpm": "o-", "ddim": "s--", "dpmpp": "^:"}  # distinct, so overlapping lines stay visible
 LABELS = {"ddpm": "DDPM", "ddim": "DDIM (η = 0)", "dpmpp": "DPM-Solver++(2M)"}
 
 
@@ -36,12 +37,15 @@ def dice_vs_passes(grid: list[dict], reference: list[dict], path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     for sampler in dict.fromkeys(r["sampler"] for r in grid):
         rows = sorted((r for r in grid if r["sampler"] == sampler), key=lambda r: r["passes_per_slice"])
-        left.plot([r["passes_per_slice"] for r in rows], [r["dice"] for r in rows], "o-",
-                  color=COLOURS.get(sampler), label=LABELS.get(sampler, sampler))
+        left.plot([r["passes_per_slice"] for r in rows], [r["dice"] for r in rows], STYLES.get(sampler, "o-"),
+                  color=COLOURS.get(sampler), label=LABELS.get(sampler, sampler), markerfacecolor="none")
         for r in rows:
             left.annotate(f"{r['steps']}", (r["passes_per_slice"], r["dice"]), fontsize=7, xytext=(3, 3),
                           textcoords="offset points")
     left.set_xscale("log")
+    passes = sorted({r["passes_per_slice"] for r in grid})
+    left.set_xticks(passes, [str(v) for v in passes])
+    left.minorticks_off()
     left.set_xlabel(f"network passes per slice (members × steps; labels = steps, {grid[0]['members']} members)")
     left.set_ylabel("Dice on the slice subset (mean over cases)")
     left.set_title("quality vs speed", fontsize=10)
