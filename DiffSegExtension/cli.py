@@ -12,6 +12,7 @@ import sys
 
 from DiffSegExtension import __version__
 from DiffSegExtension.commands import demo, evaluate, export, models, segment, train
+from DiffSegExtension.commands.common import apply_threads
 from DiffSegExtension.errors import DiffSegInputError
 
 COMMANDS = (segment, train, evaluate, demo, export, models)
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     json_mode = getattr(args, "progress", None) == "json"
     try:
+        apply_threads(args)
         return int(args.handler(args) or 0)
     except DiffSegInputError as err:
         _report_error(str(err), json_mode)

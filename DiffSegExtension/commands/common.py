@@ -23,6 +23,19 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
     group.add_argument("--batch-size", type=int, default=None, help="(slice, member) items per network pass")
+    add_threads_argument(parser)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: all cores; use 1 per process when jobs share a machine)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def sampling_options(args: argparse.Namespace, model: LoadedModel, slice_range=None) -> SegmentOptions:

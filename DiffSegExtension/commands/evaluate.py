@@ -18,8 +18,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a model on labelled cases")
     p.add_argument("--model", required=True, help="model folder or bundled model name")
     p.add_argument("--data", type=Path, nargs="+", required=True, help="case folders or folders of cases (with seg)")
-    p.add_argument("--cases", nargs="*", help="only these case names (default: the model card's validation cases "
-                                              "if they are found, else all)")
+    p.add_argument("--cases", nargs="*", help="only these case names (default: the model card's validation cases)")
     p.add_argument("--out", type=Path, required=True, help="folder for results.csv and results.md")
     add_sampling_arguments(p)
     p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm")
@@ -29,16 +28,20 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     cases = sorted((c for root in args.data for c in list_cases(root)), key=lambda p: p.name)
-    wanted = args.cases if args.cases is not None else model.card.get("data", {}).get("validation") or None
-    if wanted is not None and any(c.name in wanted for c in cases):
+    wanted = args.cases if args.cases else model.card.get("data", {}).get("validation")
+    if wanted:
         cases = [c for c in cases if c.name in wanted]
     if not cases:
-        raise DiffSegInputError(f"no cases to evaluate under {', '.join(map(str, args.data))}: check --data and --cases")
+        raise DiffSegInputError(f"none of the cases to evaluate ({', '.join(wanted or []) or 'all'}) is under "
+                                f"{', '.join(map(str, args.data))}: check --data, or name the cases with --cases")
+    seen = sorted(set(c.name for c in cases) & set(model.card.get("data", {}).get("train", [])))
     options = sampling_options(args, model)
     loaded = [load_case(c, model.modalities, with_label=True, allow_2d=True) for c in cases]
     rows, _ = evaluate_cases(model, loaded, options, Progress(args.progress))
     header = (f"Model `{model.name}`, {options.sampler} {options.steps} steps × {options.members} members, "
               f"seed {options.seed}, {len(rows)} cases")
+    if seen:
+        header += f". WARNING: {len(seen)} of these cases were used in training ({', '.join(seen)}): optimistic figures"
     write_report(rows, args.out, header)
     print(header)
     print(markdown_table(rows))

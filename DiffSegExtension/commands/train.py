@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from DiffSegExtension.commands.common import add_threads_argument
 from DiffSegExtension.config import KNOWN_MODALITIES, PRESETS, preset
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.modalities import find_case_files, list_cases
@@ -32,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--intended-use", default="Research use only; not for clinical decisions.")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--progress", choices=("tqdm", "none"), default="tqdm")
+    add_threads_argument(p)
     for f in fields(TrainOptions):
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default) if f.default is not None else int

@@ -163,3 +163,13 @@ def test_output_folder_that_exists(capsys, tmp_path, tiny_run, case):
 def test_unknown_model_and_sampler_arguments(capsys, tmp_path, case):
     out = tmp_path / "out"
     fails_cleanly(capsys, ["segment", "--model", tmp_path / "nowhere", "--input", case, "--out", out], "no model", out=out)
+
+
+def test_evaluate_never_falls_back_to_other_cases(capsys, tmp_path, tiny_run, phantom_cases):
+    """The model's validation case is absent from --data: refuse rather than score (possibly training) cases."""
+    data = tmp_path / "data"
+    for name in ("phantom0", "phantom1"):
+        shutil.copytree(phantom_cases / name, data / name)
+    out = tmp_path / "report"
+    fails_cleanly(capsys, ["evaluate", "--model", tiny_run, "--data", data, "--out", out, "--members", 1, "--steps", 1,
+                           "--progress", "none"], "phantom3", "--cases", out=out)
