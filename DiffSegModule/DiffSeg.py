@@ -85,19 +85,18 @@ class DiffSegTest(ScriptedLoadableModuleTest):
         self.test_phantom_end_to_end()
 
     def _phantom_case(self) -> Path:
+        from DiffSegLib import selftest
+
         folder = Path(slicer.util.tempDirectory("DiffSegSelfTest"))
-        code = ("import sys; from DiffSegExtension.data.phantom import make_phantom, write_phantom_case; "
-                "write_phantom_case(sys.argv[1], 'selftest', "
-                "make_phantom(3, shape=(64, 64, 24), spacing=(1.0, 1.1, 2.0), oblique=True))")
         env = dict(os.environ)
         env["PYTHONPATH"] = str(paths.engine_root()) + os.pathsep + env.get("PYTHONPATH", "")
-        subprocess.run([paths.engine_python(), "-c", code, str(folder)], env=env, check=True)
-        return folder / "selftest"
+        subprocess.run([paths.engine_python(), "-c", selftest.WRITE_CASE_CODE, str(folder)], env=env, check=True)
+        return folder / selftest.CASE_NAME
 
     def test_phantom_end_to_end(self):
         import numpy as np
 
-        from DiffSegLib import dependencies, geometry, results
+        from DiffSegLib import dependencies, geometry, results, selftest
         from DiffSegLib.logic import DiffSegLogic
 
         self.delayDisplay("Checking the engine's Python packages")
@@ -105,14 +104,14 @@ class DiffSegTest(ScriptedLoadableModuleTest):
                         f"missing: {dependencies.missing_summary()}")
         self.delayDisplay("Making a phantom case with the engine")
         case = self._phantom_case()
-        volumes = {m: slicer.util.loadVolume(str(case / f"selftest_{m}.nii.gz"), {"name": f"selftest_{m}"})
+        name = selftest.CASE_NAME
+        volumes = {m: slicer.util.loadVolume(str(case / f"{name}_{m}.nii.gz"), {"name": f"{name}_{m}"})
                    for m in ("flair", "t1", "t1ce", "t2")}
-        truth = slicer.util.loadLabelVolume(str(case / "selftest_seg.nii.gz"), {"name": "selftest_truth"})
+        truth = slicer.util.loadLabelVolume(str(case / f"{name}_seg.nii.gz"), {"name": f"{name}_truth"})
 
         self.delayDisplay("Panel: inputs are picked by name and Apply is enabled")
-        widget = slicer.util.getModuleWidget("DiffSeg")
-        panel = widget.panel
-        panel._parameterNode.model = "phantom"
+        panel = slicer.util.getModuleWidget("DiffSeg").panel
+        panel._parameterNode.model = selftest.MODEL
         panel._syncModelCombo()
         panel._autoAssign()
         for modality, node in volumes.items():
@@ -122,18 +121,18 @@ class DiffSegTest(ScriptedLoadableModuleTest):
 
         self.delayDisplay("Segmenting (engine in a child process)")
         logic = DiffSegLogic()
-        seg, unc = logic.segment(**volumes, model="phantom", members=3, steps=6)
+        seg, unc = logic.segment(**volumes, model=selftest.MODEL, **selftest.RUN)
+        reference = seg.GetNodeReference(results.INPUT_REFERENCE)
         self.assertTrue(seg.IsA("vtkMRMLSegmentationNode"))
         self.assertTrue(unc.IsA("vtkMRMLScalarVolumeNode"))
         self.assertIsNotNone(seg.GetSegmentation().GetSegment(results.SEGMENT_ID))
-        np.testing.assert_array_equal(geometry.ijk_to_ras(unc), geometry.ijk_to_ras(volumes["flair"]))
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, results.SEGMENT_ID, volumes["flair"]) > 0
-        label = slicer.util.arrayFromVolume(truth) > 0
-        dice = 2.0 * np.logical_and(mask, label).sum() / max(1, mask.sum() + label.sum())
+        np.testing.assert_array_equal(geometry.ijk_to_ras(unc), geometry.ijk_to_ras(reference))
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, results.SEGMENT_ID, reference) > 0
+        dice = selftest.dice(mask, slicer.util.arrayFromVolume(truth) > 0)
         self.delayDisplay(f"Dice against the phantom's truth: {dice:.3f}")
-        self.assertGreater(dice, 0.5)
+        self.assertGreater(dice, selftest.MIN_DICE)
 
         self.delayDisplay("A second run replaces the outputs")
-        seg2, unc2 = logic.segment(**volumes, model="phantom", members=2, steps=4, seed=1)
+        seg2, unc2 = logic.segment(**volumes, model=selftest.MODEL, members=2, steps=4, seed=1)
         self.assertEqual((seg2.GetID(), unc2.GetID()), (seg.GetID(), unc.GetID()))
         self.delayDisplay("Test passed")

@@ -187,3 +187,31 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def test_selftest_case_reaches_the_dice_bar_with_the_bundled_model(harness, tmp_path):
+    """What DiffSegTest does inside Slicer, under slicer-core: the bar it uses is checked here."""
+    from DiffSegExtension.data.phantom import make_phantom, write_phantom_case
+
+    from DiffSegLib import selftest
+
+    assert (BUNDLED_PHANTOM / "model.json").is_file(), "the bundled phantom model is missing from Resources/Models"
+    p = selftest.PHANTOM
+    case = write_phantom_case(tmp_path, selftest.CASE_NAME,
+                              make_phantom(p["seed"], shape=p["shape"], spacing=p["spacing"], oblique=p["oblique"]))
+    volumes = {m: harness.load_volume(case / f"{selftest.CASE_NAME}_{m}.nii.gz", f"{selftest.CASE_NAME}_{m}")
+               for m in ("flair", "t1", "t1ce", "t2")}
+    truth = harness.load_volume(case / f"{selftest.CASE_NAME}_seg.nii.gz", "truth")
+    seg, _ = DiffSegLogic(scene=harness.scene).segment(**volumes, model=selftest.MODEL, **selftest.RUN)
+    reference = seg.GetNodeReference(results.INPUT_REFERENCE)
+    labelmap = harness.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+        seg, [results.SEGMENT_ID], labelmap, reference)
+    mask = slicer.util.arrayFromVolume(labelmap) > 0
+    label = slicer.util.arrayFromVolume(truth) > 0
+    score = selftest.dice(mask, label)
+    assert score > selftest.MIN_DICE, f"Dice {score:.3f} against the phantom's truth"
+    # Control: the same mask against the truth moved by half the field of view scores below the bar.
+    for axis in (0, 1, 2):
+        moved = np.roll(label, label.shape[axis] // 2, axis=axis)
+        assert selftest.dice(mask, moved) < selftest.MIN_DICE
