@@ -66,11 +66,20 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Forward process: linear β from ``beta_start`` to ``beta_end`` over ``timesteps`` steps (seed: 1000)."""
+    """Forward process: linear β from ``beta_start`` to ``beta_end`` over ``timesteps`` steps (seed: 1000).
+
+    ``prediction`` is what the network's first output channel predicts: ``epsilon`` (the seed's ε)
+    or ``v`` = √ᾱ ε − √(1 − ᾱ) x_0 (Salimans & Ho 2022). Both are turned into ε for the samplers.
+    """
 
     timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.prediction not in ("epsilon", "v"):
+            raise DiffSegInputError(f"diffusion config: prediction must be 'epsilon' or 'v', got '{self.prediction}'")
 
 
 @dataclass(frozen=True)
@@ -136,9 +145,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str, modalities: tuple[str, ...] | list[str], **preprocess: Any) -> ModelConfig:
+def preset(name: str, modalities: tuple[str, ...] | list[str], prediction: str = "epsilon", **preprocess: Any) -> ModelConfig:
     """A :class:`ModelConfig` from a named preset (``paper``, ``small``, ``tiny``)."""
     if name not in PRESETS:
         raise DiffSegInputError(f"unknown preset '{name}': choose one of {sorted(PRESETS)}")
     network = NetworkConfig(modalities=tuple(modalities), **PRESETS[name])
-    return ModelConfig(network=network, preprocess=PreprocessConfig(**preprocess))
+    return ModelConfig(network=network, diffusion=DiffusionConfig(prediction=prediction),
+                       preprocess=PreprocessConfig(**preprocess))

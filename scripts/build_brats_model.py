@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     run = args.work / "run"
-    train_args = ["train", "--data", *map(str, ROOTS), "--modalities", "flair", "--preset", "small", "--out", str(run),
+    train_args = ["train", "--data", *map(str, ROOTS), "--modalities", "flair", "--preset", "small", "--prediction", "v", "--out", str(run),
                   "--iterations", str(args.iterations), "--batch-size", "16", "--crop", "128", "--lr", "3e-4",
                   "--warmup", "200", "--val-cases", *VALIDATION, "--val-every", "1000", "--checkpoint-every", "250",
                   "--device", args.device, "--name", "brats-flair"]

@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", type=Path, nargs="+", required=True, help="case folders or folders of cases")
     p.add_argument("--modalities", nargs="+", default=["flair"], choices=KNOWN_MODALITIES, help="input channels, in order")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="network size")
+    p.add_argument("--prediction", default="v", choices=("epsilon", "v"),
+                   help="network target: v (default; well conditioned at high noise) or epsilon (the seed's)")
     p.add_argument("--out", type=Path, required=True, help="run folder (is also a usable model folder)")
     p.add_argument("--val-cases", nargs="*", default=None, help="case names held out for validation")
     p.add_argument("--val-fraction", type=float, default=0.2, help="else: this fraction of cases, chosen by --seed")
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     train_paths, val_paths = split_cases(usable, args.val_cases, args.val_fraction, args.seed)
     load = lambda paths: [load_case(p, args.modalities, with_label=True, allow_2d=True) for p in paths]  # noqa: E731
     options = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})
-    config = preset(args.preset, args.modalities)
+    config = preset(args.preset, args.modalities, prediction=args.prediction)
     card_info = {
         "name": args.name or args.out.name, "title": args.title, "intended_use": args.intended_use, "preset": args.preset,
         "data": {"train": [p.name for p in train_paths], "validation": [p.name for p in val_paths],

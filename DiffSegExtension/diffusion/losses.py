@@ -35,17 +35,20 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
 
 
 def hybrid_loss(
-    schedule: NoiseSchedule, model_output: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    schedule: NoiseSchedule, model_output: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+    noise: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """Per-sample losses for one batch.
 
-    model_output (B, 2, H, W) = (ε̂, v); x0, x_t, noise (B, 1, H, W); t (B,) int64.
-    Returns ``mse`` (B,), ``vb`` (B,) in bits per pixel, and ``loss`` = mse + vb (B,).
-    The vb term sees ε̂ detached, so it trains the variance only (as in improved DDPM).
+    model_output (B, 2, H, W) = (ε̂ or v̂, variance interpolation); x0, x_t, noise (B, 1, H, W);
+    t (B,) int64. Returns ``mse`` (B,) of the first channel against its target (ε or v), ``vb`` (B,)
+    in bits per pixel, and ``loss`` = mse + vb (B,). The vb term sees the mean prediction detached,
+    so it trains the variance only (as in improved DDPM).
     """
-    eps, v = model_output[:, :1], model_output[:, 1:2]
-    mse = ((noise - eps) ** 2).mean(dim=(1, 2, 3))
-    x0_frozen = schedule.predict_x0(x_t, t, eps.detach())
+    first, v = model_output[:, :1], model_output[:, 1:2]
+    mse = ((schedule.training_target(x0, noise, t) - first) ** 2).mean(dim=(1, 2, 3))
+    eps = schedule.epsilon_from_prediction(first.detach(), x_t, t)
+    x0_frozen = schedule.predict_x0(x_t, t, eps)
     model_mean = schedule.posterior_mean(x0_frozen, x_t, t)
     model_log_var = schedule.learned_log_variance(v, t)
     true_mean = schedule.posterior_mean(x0, x_t, t)

@@ -34,7 +34,8 @@ def sample_masks(
 ) -> torch.Tensor:
     """Reverse-diffuse one noisy mask per row of ``condition``.
 
-    condition (B, M, H, W) float32: normalised modalities; generators: one per row.
+    condition (B, M, H, W) float32: normalised modalities; generators: one per row. The network's
+    first channel is turned into ε (per the schedule's ``prediction``) before the sampler sees it.
     Returns (B, 1, H, W) x̂_0 in [−1, 1] (−1 background, +1 tumour). ``on_step`` is called after
     each of the ``len(sampler)`` network passes (progress reporting, cancellation points).
     """
@@ -43,6 +44,10 @@ def sample_masks(
     for k in reversed(range(len(sampler))):
         t = sampler.model_timestep(k, batch).to(condition.device)
         output = model(torch.cat([condition, x], dim=1), t).float()
+        if sampler.schedule.prediction != "epsilon":
+            index = torch.full((batch,), k, dtype=torch.long)
+            eps = sampler.schedule.epsilon_from_prediction(output[:, :1], x, index)
+            output = torch.cat([eps, output[:, 1:]], dim=1)
         x = sampler.step(output, k, x, generators)
         if on_step is not None:
             on_step()

@@ -33,14 +33,16 @@ class NoiseSchedule:
     """Closed-form quantities of the forward process q(x_t | x_0) and the posterior q(x_{t−1} | x_t, x_0).
 
     ``timestep_map[k]`` is the training timestep the network must be told for schedule index k:
-    the identity for the full schedule, the kept timesteps for a respaced one.
+    the identity for the full schedule, the kept timesteps for a respaced one. ``prediction`` is
+    what the network's first output channel predicts (``epsilon`` or ``v``, see DiffusionConfig).
     """
 
-    def __init__(self, betas: np.ndarray, timestep_map: list[int] | None = None):
+    def __init__(self, betas: np.ndarray, timestep_map: list[int] | None = None, prediction: str = "epsilon"):
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or (betas <= 0).any() or (betas >= 1).any():
             raise ValueError("betas must be a 1D array in (0, 1)")
         self.num_timesteps = len(betas)
+        self.prediction = prediction
         self.timestep_map = torch.tensor(timestep_map if timestep_map is not None else range(len(betas)))
         alphas_cumprod = np.cumprod(1.0 - betas)
         alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
@@ -65,7 +67,7 @@ class NoiseSchedule:
 
     @classmethod
     def from_config(cls, config: DiffusionConfig) -> "NoiseSchedule":
-        return cls(linear_betas(config))
+        return cls(linear_betas(config), prediction=config.prediction)
 
     def respace(self, timesteps: list[int]) -> "NoiseSchedule":
         """The schedule restricted to ``timesteps`` (ascending): β'_k = 1 − ᾱ_{t_k} / ᾱ_{t_{k−1}}.
@@ -77,7 +79,7 @@ class NoiseSchedule:
             raise ValueError("respacing needs distinct ascending timesteps inside the schedule")
         kept = self.alphas_cumprod_np[timesteps]
         betas = 1.0 - kept / np.append(1.0, kept[:-1])
-        return NoiseSchedule(betas, [int(self.timestep_map[t]) for t in timesteps])
+        return NoiseSchedule(betas, [int(self.timestep_map[t]) for t in timesteps], self.prediction)
 
     @staticmethod
     def _at(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -95,6 +97,18 @@ class NoiseSchedule:
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """ε consistent with x_t and a (possibly clipped) x̂_0."""
         return (self._at(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / self._at(self.sqrt_recipm1_alphas_cumprod, t, x_t)
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network's first channel should output: ε, or v = √ᾱ ε − √(1 − ᾱ) x_0."""
+        if self.prediction == "epsilon":
+            return noise
+        return self._at(self.sqrt_alphas_cumprod, t, x0) * noise - self._at(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0
+
+    def epsilon_from_prediction(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ε̂ from the network's first channel: itself, or √ᾱ v̂ + √(1 − ᾱ) x_t for v-prediction."""
+        if self.prediction == "epsilon":
+            return output
+        return self._at(self.sqrt_alphas_cumprod, t, x_t) * output + self._at(self.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t
 
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Mean of q(x_{t−1} | x_t, x_0)."""

@@ -120,3 +120,38 @@ def test_a_single_step_returns_the_x0_prediction(schedule, name):
     out = sample_masks(OracleNetwork(schedule, x0), torch.zeros(1, 1, 16, 16), make_sampler(name, schedule, 1),
                        sample_generators(0, [(0, 0)]))
     assert torch.allclose(out, x0, atol=1e-3)
+
+
+class OracleV(torch.nn.Module):
+    """Returns the exact v = √ᾱ ε − √(1 − ᾱ) x0 for a known x0."""
+
+    def __init__(self, schedule, x0):
+        super().__init__()
+        self.schedule, self.x0 = schedule, x0
+
+    def forward(self, x, t):
+        xt = x[:, -1:]
+        x0 = self.x0.expand_as(xt)
+        eps = self.schedule.predict_eps(xt, t, x0)
+        return torch.cat([self.schedule.training_target(x0, eps, t), torch.zeros_like(xt)], dim=1)
+
+
+@pytest.mark.parametrize("name,steps", [("ddpm", 50), ("ddim", 10), ("dpmpp", 10)])
+def test_v_prediction_oracle_is_recovered(name, steps):
+    v_schedule = NoiseSchedule.from_config(DiffusionConfig(prediction="v"))
+    x0 = known_mask()
+    out = sample_masks(OracleV(v_schedule, x0), torch.zeros(3, 1, 16, 16), make_sampler(name, v_schedule, steps),
+                       sample_generators(0, [(0, m) for m in range(3)]))
+    assert torch.equal(binarise(out), (x0 > 0).float())
+
+
+def test_v_target_and_epsilon_conversion_are_inverse():
+    v_schedule = NoiseSchedule.from_config(DiffusionConfig(prediction="v"))
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(4, 1, 5, 5, generator=g), torch.randn(4, 1, 5, 5, generator=g)
+    t = torch.tensor([0, 100, 600, 999])
+    xt = v_schedule.q_sample(x0, t, eps)
+    v = v_schedule.training_target(x0, eps, t)
+    assert torch.allclose(v_schedule.epsilon_from_prediction(v, xt, t), eps, atol=1e-4)
+    # The respaced schedule keeps the parameterisation.
+    assert v_schedule.respace([0, 500, 999]).prediction == "v"
