@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from testing_utils import REPO  # noqa: E402
-
-sys.path.insert(0, str(REPO))  # the engine package, also when not pip-installed
 
 
 @pytest.fixture(scope="session")

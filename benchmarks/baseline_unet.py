@@ -26,24 +26,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from safetensors.torch import load_file, save_file
+
+from DiffSegExtension.atomic import atomic_path, write_text_atomic
+from DiffSegExtension.config import ModelConfig, PreprocessConfig
+from DiffSegExtension.data.loading import Case, load_case
+from DiffSegExtension.data.modalities import list_cases
+from DiffSegExtension.data.preparation import prepare_volume
+from DiffSegExtension.data.training_data import SliceDataset
+from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.evaluation.metrics import dice, hd95, reliability, spacing_from_affine
+from DiffSegExtension.inference.segment import resolve_device
+from DiffSegExtension.model_card import check_not_pickle, read_model_card, resolve_model, sha256_of
+from DiffSegExtension.training.checkpoint import load_optimizer_tensors, optimizer_tensors
+from DiffSegExtension.training.trainer import iteration_generator
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from safetensors.torch import load_file, save_file  # noqa: E402
-
-from DiffSegExtension.atomic import atomic_path, write_text_atomic  # noqa: E402
-from DiffSegExtension.config import ModelConfig, PreprocessConfig  # noqa: E402
-from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
-from DiffSegExtension.data.modalities import list_cases  # noqa: E402
-from DiffSegExtension.data.preparation import prepare_volume  # noqa: E402
-from DiffSegExtension.data.training_data import SliceDataset  # noqa: E402
-from DiffSegExtension.errors import DiffSegInputError  # noqa: E402
-from DiffSegExtension.evaluation.metrics import dice, hd95, reliability, spacing_from_affine  # noqa: E402
-from DiffSegExtension.inference.segment import resolve_device  # noqa: E402
-from DiffSegExtension.model_card import check_not_pickle, read_model_card, resolve_model, sha256_of  # noqa: E402
-from DiffSegExtension.training.checkpoint import load_optimizer_tensors, optimizer_tensors  # noqa: E402
-from DiffSegExtension.training.trainer import iteration_generator  # noqa: E402
 
 CARD_FILE = "baseline.json"
 WEIGHTS_FILE = "weights.safetensors"

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from DiffSegExtension.config import preset
+from DiffSegExtension.model_card import resolve_model
+from DiffSegExtension.network import DenoisingUNet, count_flops, count_parameters
 
-from DiffSegExtension.config import preset  # noqa: E402
-from DiffSegExtension.model_card import resolve_model  # noqa: E402
-from DiffSegExtension.network import DenoisingUNet, count_flops, count_parameters  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_CASE = REPO.parent / "shared" / "data" / "brats2018_flair_t1" / "Brats18_CBICA_AAB_1"
 REFERENCE_PASS_S = 7.2  # the seed UNet's pass on this machine type (DESIGN.md §4, noisier run)

@@ -21,12 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from DiffSegExtension.cli import main as diffseg
+from DiffSegExtension.data.modalities import list_cases
 
-from DiffSegExtension.cli import main as diffseg  # noqa: E402
-from DiffSegExtension.data.modalities import list_cases  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DATA = REPO.parent / "shared" / "data"
 MSD = DATA / "msd_patches_4mod"

@@ -1,19 +1,13 @@
-"""Shared fixtures of the engine tests: the repository on sys.path, the shared real data, oblique affines."""
+"""Shared fixtures of the engine tests: the shared real data and oblique affines."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-#: Real brain-tumour MRI kept next to the repository (never copied into it): see its README.md.
-SHARED_DATA = REPO.parent / "shared" / "data"
+from testing_utils import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

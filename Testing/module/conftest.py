@@ -8,7 +8,6 @@ target. ``slicer.mrmlScene`` points at it for the duration of a test.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "DiffSegModule"
-for path in (str(REPO), str(MODULE_DIR)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 import slicer  # noqa: E402  (slicer-core)
 import vtk  # noqa: E402
