@@ -291,7 +291,9 @@ class DiffSegLogic:
             needs = "; ".join(f"{c.name}: {', '.join(c.modalities)}" for c in list_bundled_models()) or "none bundled"
             raise DiffSegInputError(f"No bundled model uses exactly the given volumes ({', '.join(volumes) or 'none'}). "
                                     f"Models and their inputs: {needs}.")
-        fitting.sort(key=lambda c: (-len(c.modalities), c.name == "phantom", c.name))
+        # Real-MRI models first (the phantom demo model has never seen patient data), then the one
+        # that uses the most of the given volumes.
+        fitting.sort(key=lambda c: (c.name == "phantom", -len(c.modalities), c.name))
         return fitting[0]
 
     # -- review -------------------------------------------------------------------------------

@@ -57,3 +57,19 @@ def test_auto_assign_by_name_pattern():
     assert auto_assign(names, ("flair", "t1ce", "t1", "t2")) == {"flair": "a", "t1ce": "b", "t1": "c", "t2": "d"}
     assert auto_assign({"x": "flair"}, ("flair", "t2")) == {"flair": "x"}
     assert auto_assign({"x": "case_flair"}, ("t1",)) == {}
+
+
+def test_automatic_model_choice_prefers_real_mri_models(tmp_path, monkeypatch):
+    """With all four modalities loaded the phantom demo model also fits, but it has never seen patient data."""
+    from DiffSegLib import logic
+
+    models = tmp_path / "Models"
+    _card(models / "phantom", name="phantom", modalities=["t1", "t1ce", "t2", "flair"])
+    monkeypatch.setattr(logic, "list_bundled_models", lambda: list_bundled_models(models))
+    four = {m: object() for m in ("t1", "t1ce", "t2", "flair")}
+    assert logic.DiffSegLogic.choose_model(None, four).name == "phantom", "the only model that fits"
+    _card(models / "brats", name="brats-flair", modalities=["flair"])
+    assert logic.DiffSegLogic.choose_model(None, four).name == "brats-flair"
+    _card(models / "brats4", name="brats-4mod", modalities=["t1", "t1ce", "t2", "flair"])
+    assert logic.DiffSegLogic.choose_model(None, four).name == "brats-4mod", "then the one using most inputs"
+    assert logic.DiffSegLogic.choose_model(None, {"flair": object()}).name == "brats-flair"
