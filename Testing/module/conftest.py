@@ -8,6 +8,7 @@ target. ``slicer.mrmlScene`` points at it for the duration of a test.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,23 @@ class SceneHarness:
 
     def node_ids(self) -> list[str]:
         return sorted(self.scene.GetNthNode(i).GetID() for i in range(self.scene.GetNumberOfNodes()))
+
+    @contextlib.contextmanager
+    def reloaded_from_mrb(self, folder: Path):
+        """Save this scene as an .mrb under ``folder`` and yield a fresh scene that read it back
+        (``slicer.mrmlScene`` points at it meanwhile); cleared afterwards."""
+        mrb = folder / "scene.mrb"
+        assert self.scene.WriteToMRB(str(mrb))
+        home = folder / "reloaded"
+        home.mkdir()
+        other = SceneHarness(home)
+        previous, slicer.mrmlScene = slicer.mrmlScene, other.scene
+        try:
+            assert other.scene.ReadFromMRB(str(mrb))
+            yield other.scene
+        finally:
+            other.scene.Clear(True)
+            slicer.mrmlScene = previous
 
     def hierarchy_items(self) -> int:
         ids = vtk.vtkIdList()

@@ -147,22 +147,12 @@ def test_second_run_replaces_and_mrb_round_trip(harness, engine_model, scene_cas
     seg2, unc2 = logic.run(_request(engine_model, volumes, seed=2))
     assert (seg2.GetID(), unc2.GetID()) == (seg.GetID(), unc.GetID()) and harness.node_ids() == ids
     values = np.array(slicer.util.arrayFromVolume(unc2))
-    mrb = tmp_path / "scene.mrb"
-    assert harness.scene.WriteToMRB(str(mrb))
-    home = tmp_path / "home2"
-    home.mkdir()
-    other = SceneHarness(home)
-    previous, slicer.mrmlScene = slicer.mrmlScene, other.scene
-    try:
-        assert other.scene.ReadFromMRB(str(mrb))
-        reloaded = results.find_outputs(other.scene, seg.GetAttribute(results.KEY_ATTRIBUTE))
+    with harness.reloaded_from_mrb(tmp_path) as scene:
+        reloaded = results.find_outputs(scene, seg.GetAttribute(results.KEY_ATTRIBUTE))
         _, unc3 = results.output_volumes(reloaded)
         assert np.array_equal(slicer.util.arrayFromVolume(unc3), values)
         assert np.allclose(ijk_to_ras(unc3), ijk_to_ras(volumes[engine_model.reference_modality]), atol=1e-4)
         assert review.rank_slices(reloaded) is not None
-    finally:
-        other.scene.Clear(True)
-        slicer.mrmlScene = previous
 
 
 def test_ten_runs_keep_the_node_count_and_memory_flat(harness, engine_model, scene_case):

@@ -221,16 +221,9 @@ def test_scene_saved_to_mrb_and_reloaded_keeps_the_outputs(harness, stub, tmp_pa
     review.apply_threshold(seg, 0.25)
     probability, _ = results.output_volumes(seg)
     prob, var = _array(probability).copy(), _array(unc).copy()
-    mrb = tmp_path / "scene.mrb"
-    assert harness.scene.WriteToMRB(str(mrb))
-    home = tmp_path / "home2"
-    home.mkdir()
-    other = SceneHarness(home)
-    previous, slicer.mrmlScene = slicer.mrmlScene, other.scene
-    try:
-        assert other.scene.ReadFromMRB(str(mrb))
+    with harness.reloaded_from_mrb(tmp_path) as scene:
         key = seg.GetAttribute(results.KEY_ATTRIBUTE)
-        reloaded = results.find_outputs(other.scene, key)
+        reloaded = results.find_outputs(scene, key)
         assert reloaded is not None
         prob2, unc2 = results.output_volumes(reloaded)
         assert np.array_equal(_array(prob2), prob) and np.array_equal(_array(unc2), var)
@@ -241,9 +234,6 @@ def test_scene_saved_to_mrb_and_reloaded_keeps_the_outputs(harness, stub, tmp_pa
         assert np.allclose(ijk_to_ras(unc2), ijk_to_ras(reference), atol=1e-4)
         review.apply_threshold(reloaded, 0.5)  # the review tools work on the reloaded scene
         assert review.rank_slices(reloaded)
-    finally:
-        other.scene.Clear(True)
-        slicer.mrmlScene = previous
 
 
 def test_ten_runs_do_not_accumulate_nodes_or_memory(harness, stub):
