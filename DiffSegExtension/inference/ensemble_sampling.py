@@ -28,11 +28,14 @@ def sample_ensemble(
     device: torch.device | str = "cpu",
     on_step: Callable[[], None] | None = None,
     sampler_options: dict | None = None,
+    first_member: int = 0,
 ) -> torch.Tensor:
     """Binary member masks for every slice.
 
     images (S, M, H, W) float32 normalised modalities; ``slice_ids`` (S,) stable ids of the slices
     (their source indices), which with ``seed`` and the member index fix each sample's noise.
+    Members ``first_member`` … ``first_member + members − 1`` are sampled, so an N-member ensemble
+    can be grown or timed in chunks: the first k members of any run are the k-member run.
     Items are processed in batches of ``batch_size`` (slice, member) pairs, one network pass per
     sampler step and batch (``on_step`` is called after each).
     Returns (N, S, H, W) uint8 in {0, 1} on the CPU.
@@ -40,7 +43,7 @@ def sample_ensemble(
     if members < 1:
         raise ValueError("members must be >= 1")
     count, _, height, width = images.shape
-    items = [(s, m) for s in range(count) for m in range(members)]
+    items = [(s, m) for s in range(count) for m in range(first_member, first_member + members)]
     out = torch.empty(members, count, height, width, dtype=torch.uint8)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
@@ -50,7 +53,7 @@ def sample_ensemble(
         x0 = sample_masks(network, condition, run, generators, on_step=on_step)
         masks = binarise(x0[:, 0]).to(torch.uint8).cpu()
         for (s, m), mask in zip(chunk, masks):
-            out[m, s] = mask
+            out[m - first_member, s] = mask
     return out
 
 

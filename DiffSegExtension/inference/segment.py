@@ -121,6 +121,14 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     )
     progress.close()
     members &= prepared.brain.to(torch.uint8)  # a tumour lies inside the brain
+    seg = segmentation_from_members(prepared, members, options, passes)
+    seg.seconds = time.perf_counter() - started
+    return seg
+
+
+def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions,
+                              passes: int) -> Segmentation:
+    """Aggregate members (N, S, H, W) {0, 1} and restore the maps to the input grid (``seconds`` left 0)."""
     result = aggregate(members)
     probability = prepared.restore(result.probability).astype(np.float32)
     return Segmentation(
@@ -130,7 +138,7 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
         entropy=prepared.restore(result.entropy).astype(np.float32),
         members=members,
         prepared=prepared,
-        seconds=time.perf_counter() - started,
+        seconds=0.0,
         passes=passes,
         options=options,
     )

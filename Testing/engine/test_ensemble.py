@@ -2,7 +2,12 @@
 
 import torch
 
+from DiffSegExtension.data.loading import load_case
+from DiffSegExtension.data.preparation import prepare_volume
+from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.ensemble import aggregate, binarise
+from DiffSegExtension.inference.ensemble_sampling import sample_ensemble
+from DiffSegExtension.model_card import load_model
 
 
 def test_aggregate_hand_made_members():
@@ -31,3 +36,20 @@ def test_tie_counts_as_tumour_and_uncertainty_peaks_at_a_quarter():
 def test_binarise_thresholds_at_half_on_the_mask_scale():
     x = torch.tensor([-1.0, -0.01, 0.0, 0.3, 1.0])
     assert binarise(x).tolist() == [0, 0, 1, 1, 1]
+
+
+def test_member_chunks_equal_runs_with_fewer_members(tiny_run, phantom_cases):
+    """Members are keyed by (seed, slice, member): chunks of an ensemble equal smaller ensembles."""
+    model = load_model(tiny_run)
+    case = load_case(phantom_cases / "phantom3", model.modalities, with_label=True)
+    prepared = prepare_volume(case, model.modalities, model.config.preprocess, model.config.network.size_multiple)
+    images, ids = prepared.images[5:8], prepared.source_slices[5:8]
+    schedule = NoiseSchedule.from_config(model.config.diffusion)
+    common = dict(sampler="dpmpp", steps=2, seed=7, batch_size=4)
+    full = sample_ensemble(model.network, schedule, images, ids, members=3, **common)
+    chunks = torch.cat([sample_ensemble(model.network, schedule, images, ids, members=1, first_member=m, **common)
+                        for m in range(3)])
+    assert torch.equal(chunks, full)
+    for k in (1, 2):
+        assert torch.equal(sample_ensemble(model.network, schedule, images, ids, members=k, **common), full[:k])
+    assert not torch.equal(full[0], full[1]), "members must differ (independent noise)"

@@ -14,12 +14,7 @@ import torch
 
 from benchmarks import eval_report
 from benchmarks.baseline_unet import load_baseline, main as baseline_main, segment_baseline
-from benchmarks.evaluation.measure import sample_member_range
 from DiffSegExtension.data.loading import load_case
-from DiffSegExtension.data.preparation import prepare_volume
-from DiffSegExtension.diffusion.schedule import NoiseSchedule
-from DiffSegExtension.inference.ensemble_sampling import sample_ensemble
-from DiffSegExtension.model_card import load_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -39,22 +34,6 @@ def baseline_dir(tiny_run, tmp_path_factory):
     assert baseline_main(["--split-from", str(tiny_run), "--out", str(out), "--iterations", "2", "--batch-size", "2",
                           "--crop", "32", "--device", "cpu", "--no-evaluate"]) == 0
     return out
-
-
-def test_member_chunks_equal_runs_with_fewer_members(tiny_run, phantom_cases):
-    model = load_model(tiny_run)
-    case = load_case(phantom_cases / "phantom3", model.modalities, with_label=True)
-    prepared = prepare_volume(case, model.modalities, model.config.preprocess, model.config.network.size_multiple)
-    images, ids = prepared.images[5:8], prepared.source_slices[5:8]
-    schedule = NoiseSchedule.from_config(model.config.diffusion)
-    common = dict(sampler="dpmpp", steps=2, seed=7, batch_size=4)
-    full = sample_ensemble(model.network, schedule, images, ids, members=3, **common)
-    chunks = torch.cat([sample_member_range(model.network, schedule, images, ids, a, b, **common)
-                        for a, b in ((0, 1), (1, 2), (2, 3))])
-    assert torch.equal(chunks, full)
-    for k in (1, 2):
-        assert torch.equal(sample_ensemble(model.network, schedule, images, ids, members=k, **common), full[:k])
-    assert not torch.equal(full[0], full[1]), "members must differ (independent noise)"
 
 
 def test_baseline_copies_the_split_and_budget(tiny_run, baseline_dir, phantom_cases):

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import slicer
-from conftest import SceneHarness, ijk_to_ras, write_case
+from conftest import ijk_to_ras, write_case
 
 from DiffSegLib import geometry, results, review
 from DiffSegLib.logic import DiffSegCancelled, DiffSegLogic, RunRequest

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import slicer
 import vtk
-from conftest import SceneHarness, ijk_to_ras
+from conftest import ijk_to_ras
 
 from DiffSegLib import geometry, results, review
 from DiffSegLib.logic import DiffSegCancelled, DiffSegLogic, DiffSegRunError, RunRequest

@@ -1,9 +1,9 @@
 """Measurements for the evaluation report. Every number the report prints is computed here, in this run.
 
 * :func:`run_full_volume` — one N-member run per case (N = the largest ensemble size), sampled in
-  member chunks [0, 1), [1, 2), [2, 3), [3, 5), [5, 10) so that the time of every ensemble size is
-  measured, then scored for each size k from its first k members. Members are keyed by
-  (seed, slice, member), so the first k members of one run ARE a k-member run.
+  member chunks [0, 1), [1, 2), [2, 3), [3, 5), [5, 10) (``sample_ensemble(first_member=…)``) so that
+  the time of every ensemble size is measured, then scored for each size k from its first k members.
+  Members are keyed by (seed, slice, member), so the first k members of one run ARE a k-member run.
 * :func:`quality_speed_grid` — sampler × steps on a fixed subset of brain slices per case.
 * :func:`reference_comparison` — the seed's recipe (DDPM 1000 × 5) vs the default sampler on the
   slices with the most tumour.
@@ -20,14 +20,13 @@ import torch
 
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
-from DiffSegExtension.diffusion.sampling import sample_generators, sample_masks
-from DiffSegExtension.diffusion.samplers import make_sampler
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
-from DiffSegExtension.ensemble import aggregate, binarise
+from DiffSegExtension.ensemble import aggregate
 from DiffSegExtension.evaluation.evaluate import case_metrics
 from DiffSegExtension.evaluation.metrics import dice, reliability
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
-from DiffSegExtension.inference.segment import Segmentation, SegmentOptions, default_batch_size, resolve_device
+from DiffSegExtension.inference.segment import (SegmentOptions, default_batch_size, resolve_device,
+                                                segmentation_from_members)
 from DiffSegExtension.model_card import LoadedModel
 
 RELIABILITY_BINS = 10
@@ -70,28 +69,6 @@ class Settings:
         return Settings(**{**base, **overrides})
 
 
-def sample_member_range(network: torch.nn.Module, schedule: NoiseSchedule, images: torch.Tensor, slice_ids: list[int],
-                        first: int, stop: int, *, sampler: str, steps: int, seed: int, batch_size: int,
-                        device: torch.device | str = "cpu") -> torch.Tensor:
-    """Members ``first`` … ``stop − 1`` of every slice: (stop − first, S, H, W) uint8 {0, 1}.
-
-    The same loop as the engine's ``sample_ensemble`` (same generators per (seed, slice, member),
-    same sampler and binarisation) but over a member range, so an N-member run can be sampled in
-    timed chunks. ``sample_member_range(…, 0, k)`` equals ``sample_ensemble(…, members=k)``.
-    """
-    count, _, height, width = images.shape
-    items = [(s, m) for s in range(count) for m in range(first, stop)]
-    out = torch.empty(stop - first, count, height, width, dtype=torch.uint8)
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        condition = images[[s for s, _ in chunk]].to(device)
-        generators = sample_generators(seed, [(slice_ids[s], m) for s, m in chunk])
-        x0 = sample_masks(network, condition, make_sampler(sampler, schedule, steps), generators)
-        for (s, m), mask in zip(chunk, binarise(x0[:, 0]).to(torch.uint8).cpu()):
-            out[m - first, s] = mask
-    return out
-
-
 @dataclass
 class VolumeRun:
     """One case's full-volume run: members (N, S, H, W) uint8 (inside the brain), scores per ensemble size."""
@@ -108,16 +85,6 @@ class VolumeRun:
     @property
     def default_mask(self) -> torch.Tensor:
         return aggregate(self.members).mask
-
-
-def _segmentation(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions, passes: int) -> Segmentation:
-    """What ``segment_case`` returns, from already sampled (brain-masked) members."""
-    result = aggregate(members)
-    probability = prepared.restore(result.probability).astype(np.float32)
-    return Segmentation(probability=probability, mask=(probability >= 0.5).astype(np.uint8),
-                        uncertainty=prepared.restore(result.uncertainty).astype(np.float32),
-                        entropy=prepared.restore(result.entropy).astype(np.float32), members=members,
-                        prepared=prepared, seconds=0.0, passes=passes, options=options)
 
 
 def run_full_volume(model: LoadedModel, case: Case, settings: Settings, log=print) -> VolumeRun:
@@ -137,9 +104,9 @@ def run_full_volume(model: LoadedModel, case: Case, settings: Settings, log=prin
     chunks, sampled, elapsed, cumulative = [], 0, 0.0, {}
     for stop in sorted(set(settings.sizes)):
         tic = time.perf_counter()
-        chunks.append(sample_member_range(network, schedule, prepared.images, prepared.source_slices, sampled, stop,
-                                          sampler=settings.sampler, steps=settings.steps, seed=settings.seed,
-                                          batch_size=batch, device=device))
+        chunks.append(sample_ensemble(network, schedule, prepared.images, prepared.source_slices,
+                                      members=stop - sampled, first_member=sampled, sampler=settings.sampler,
+                                      steps=settings.steps, seed=settings.seed, batch_size=batch, device=device))
         elapsed += time.perf_counter() - tic
         cumulative[stop], sampled = elapsed, stop
         log(f"  {case.name}: members {stop}/{settings.full_members} sampled ({elapsed:.1f} s, {count} slices)")
@@ -151,7 +118,7 @@ def run_full_volume(model: LoadedModel, case: Case, settings: Settings, log=prin
         options = SegmentOptions(members=k, sampler=settings.sampler, steps=settings.steps, seed=settings.seed,
                                  device=settings.device, batch_size=batch)
         tic = time.perf_counter()
-        seg = _segmentation(prepared, members[:k], options, passes_needed(count, k, settings.steps, batch))
+        seg = segmentation_from_members(prepared, members[:k], options, passes_needed(count, k, settings.steps, batch))
         seg.seconds = prepare_s + cumulative[k] + time.perf_counter() - tic
         rows[k] = {**case_metrics(seg, case), "members": k, "sampler": settings.sampler, "steps": settings.steps}
         if k == settings.members:
