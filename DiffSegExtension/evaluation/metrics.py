@@ -9,6 +9,7 @@ certain background would otherwise dominate them.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -33,7 +34,9 @@ def hd95(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) 
     if not p.any() or not t.any():
         return float("nan")
     as_onehot = lambda m: torch.from_numpy(m)[None, None].float()  # noqa: E731  (B=1, C=1, ...)
-    value = compute_hausdorff_distance(as_onehot(p), as_onehot(t), percentile=95, spacing=[float(s) for s in spacing])
+    with warnings.catch_warnings():  # MONAI ≥ 1.5 warns about an internal argument it passes itself
+        warnings.filterwarnings("ignore", category=FutureWarning, module="monai")
+        value = compute_hausdorff_distance(as_onehot(p), as_onehot(t), percentile=95, spacing=[float(s) for s in spacing])
     return float(value.item())
 
 
