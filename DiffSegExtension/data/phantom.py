@@ -158,6 +158,31 @@ def write_phantom_case(out_dir: Path, name: str, phantom: Phantom) -> Path:
     return folder
 
 
+def write_phantom_dataset(root: Path, seeds: Sequence[int], vary_geometry: bool = True,
+                          tumour_probability: float = 0.9) -> list[Path]:
+    """Write one phantom case per seed (``<root>/phantom<seed>/``) for training and validation.
+
+    Odd seeds are oblique; a share ``1 − tumour_probability`` has no tumour. With ``vary_geometry``
+    each seed also draws its grid: 64–112 voxels in-plane at 0.9–1.25 mm (a 58–140 mm field of view,
+    so brain sizes vary), 1–2.5 mm slices over ~70 % of that extent; otherwise the default grid.
+    Existing case folders are kept, so an interrupted dataset is completed, not rewritten.
+    """
+    folders = []
+    for seed in seeds:
+        folder = Path(root) / f"phantom{seed}"
+        if not folder.exists():
+            geometry = {}
+            if vary_geometry:
+                rng = np.random.default_rng([seed, 99])
+                size, pixel, thickness = int(rng.integers(64, 113)), float(rng.uniform(0.9, 1.25)), float(rng.uniform(1.0, 2.5))
+                geometry = {"shape": (size, size, max(16, round(0.7 * size * pixel / thickness))),
+                            "spacing": (pixel, pixel, thickness)}
+            phantom = make_phantom(seed, oblique=seed % 2 == 1, tumour_probability=tumour_probability, **geometry)
+            write_phantom_case(root, folder.name, phantom)
+        folders.append(folder)
+    return folders
+
+
 def _affine(rng: np.random.Generator, shape: tuple[int, ...], spacing: np.ndarray, oblique: bool) -> np.ndarray:
     flips = rng.choice([-1.0, 1.0], size=3)
     rotation = random_rotation(rng, degrees=(10.0, 25.0)) if oblique else np.eye(3)

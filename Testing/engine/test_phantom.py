@@ -140,3 +140,18 @@ def test_bad_arguments():
         make_phantom(0, modalities=("flair", "pd"))
     with pytest.raises(DiffSegInputError, match="phantom shape"):
         make_phantom(0, shape=(64, 64))
+
+
+def test_phantom_dataset_varies_the_grid_and_is_reproducible(tmp_path):
+    from DiffSegExtension.data.phantom import write_phantom_dataset
+
+    folders = write_phantom_dataset(tmp_path / "a", [5, 6, 7])
+    images = [nib.load(f / f"{f.name}_flair.nii.gz") for f in folders]
+    fields_of_view = {round(float(i.shape[0] * np.linalg.norm(i.affine[:3, 0])), 1) for i in images}
+    assert len(fields_of_view) == 3 and all(58 <= fov <= 141 for fov in fields_of_view), fields_of_view
+    again = write_phantom_dataset(tmp_path / "b", [6])[0]
+    assert np.array_equal(nib.load(again / "phantom6_seg.nii.gz").get_fdata(),
+                          nib.load(folders[1] / "phantom6_seg.nii.gz").get_fdata())
+    before = (folders[0] / "phantom5_t1.nii.gz").stat().st_mtime_ns
+    write_phantom_dataset(tmp_path / "a", [5])
+    assert (folders[0] / "phantom5_t1.nii.gz").stat().st_mtime_ns == before, "existing cases are kept"
