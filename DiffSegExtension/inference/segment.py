@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -80,12 +81,15 @@ class Segmentation:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``/``cpu``/``cuda``/``cuda:N``; a bare CUDA choice under torchrun means this process's GPU (LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name in ("gpu", "cuda") or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise DiffSegInputError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto")
-        return torch.device("cuda" if name == "gpu" else name)
+        if name in ("gpu", "cuda"):
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
     raise DiffSegInputError(f"unknown device '{name}': use auto, cpu or cuda")
