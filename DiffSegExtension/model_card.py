@@ -82,8 +82,11 @@ def read_model_card(folder: Path) -> dict[str, Any]:
 def check_not_pickle(path: Path) -> None:
     """Refuse files that would unpickle (torch.save zip or raw pickle) before anything reads them."""
     with open(path, "rb") as f:
-        head = f.read(8)
-    if path.suffix in _PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+    # A safetensors file starts with an 8-byte little-endian header length and then its JSON header; that
+    # length's first byte can be 0x80 (the pickle opcode PROTO), so the '{' at byte 8 decides.
+    is_safetensors = head[8:9] == b"{"
+    if path.suffix in _PICKLE_SUFFIXES or (not is_safetensors and head[:1] in (b"P", b"\x80")):
         raise DiffSegInputError(
             f"weights file {path} is a pickle/torch.save file: DiffSeg never unpickles weights because loading "
             "them can execute code. Convert it once, in a trusted environment, with "

@@ -11,8 +11,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from DiffSegExtension.cli import main
+from DiffSegExtension.model_card import read_weights
 
 
 @pytest.fixture()
@@ -148,6 +150,18 @@ def test_weights_that_would_execute_code_are_refused(capsys, tmp_path, tiny_run,
     out = tmp_path / "out"
     fails_cleanly(capsys, segment(model, out, "--input", case), "never unpickles", out=out)
     assert not marker.exists(), "the payload must not have run"
+
+
+def test_safetensors_whose_header_length_starts_with_the_pickle_opcode_loads(tmp_path):
+    """The 8-byte header length of a safetensors file may begin with 0x80, the byte pickles start with."""
+    tensors = {"w": torch.arange(6.0).reshape(2, 3)}
+    path = tmp_path / "weights.safetensors"
+    for pad in range(256):
+        save_file(tensors, path, metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert torch.equal(read_weights(path)["w"], tensors["w"])
 
 
 def test_output_folder_that_exists(capsys, tmp_path, tiny_run, case):
