@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         settings = with_defaults_from(model, Settings(stride=args.stride, **common))
     card = model.card
-    roots = args.data or [Path(r) for r in card.get("data", {}).get("roots", [])]
+    roots = args.data or [REPO / r for r in card.get("data", {}).get("roots", [])]  # relative to the repository
     names = args.cases or card.get("data", {}).get("validation") or []
     if not names:
         raise SystemExit("no cases: the model card has no validation cases; give --cases")

@@ -68,6 +68,8 @@ def main() -> None:
                     "--out", str(report), "--progress", "none", "--device", args.device]) == 0
     final = json.loads((args.out / "model.json").read_text())
     final["validation"] = {"cases": VALIDATION, "report": (report / "results.md").read_text()}
+    # Data roots relative to the repository (where ../shared/data sits), not this machine's absolute paths.
+    final["data"]["roots"] = [str(Path("..") / Path(r).relative_to(REPO.parent)) for r in final["data"]["roots"]]
     (args.out / "model.json").write_text(json.dumps(final, indent=2))
     print(f"done in {(time.perf_counter() - started) / 3600:.2f} h")
 
