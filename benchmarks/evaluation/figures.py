@@ -141,7 +141,7 @@ def case_figure(run, members_shown: int, path: Path, title: str, pick: str = "tu
         ax.axis("off")
     ax = axes[0][-1]
     ax.imshow(error_map(_show(result.mask[s]), _show(truth[s])), interpolation="nearest")
-    ax.set_title(f"error: FP red, FN blue ({int(wrong[s])} px)", fontsize=8)
+    ax.set_title(f"TP green, FP red, FN blue ({int(wrong[s])} px wrong)", fontsize=8)
     ax.axis("off")
     fig.suptitle(f"{title} — source slice {prepared.source_slices[s]} (axis {prepared.frame.slice_axis}); "
                  "contours: truth cyan, ensemble red", fontsize=9)
