@@ -83,10 +83,15 @@ def read_split(model_dir: str | Path, roots: list[Path] | None = None) -> Split:
     options = dict(training.get("options", {}))
     options["iterations"] = int(training.get("iteration") or options.get("iterations", 0))
     config = ModelConfig.from_dict(card["config"])
-    given = roots or [Path(r) for r in data.get("roots", [])]
-    resolved = [r if r.is_absolute() or r.exists() else REPO / r for r in given]
     return Split(model=card["name"], train=list(data["train"]), validation=list(data.get("validation", [])),
-                 roots=resolved, modalities=config.modalities, preprocess=config.preprocess, options=options)
+                 roots=roots or card_roots(card), modalities=config.modalities, preprocess=config.preprocess,
+                 options=options)
+
+
+def card_roots(card: dict[str, Any]) -> list[Path]:
+    """The card's ``data.roots``; relative ones are relative to the repository (or, if found, the working folder)."""
+    given = [Path(r) for r in (card.get("data") or {}).get("roots", [])]
+    return [r if r.is_absolute() or r.exists() else REPO / r for r in given]
 
 
 def case_folders(roots: list[Path], names: list[str]) -> list[Path]:

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.baseline_unet import case_folders, evaluate_baseline, load_baseline  # noqa: E402
+from benchmarks.baseline_unet import card_roots, case_folders, evaluate_baseline, load_baseline  # noqa: E402
 from benchmarks.evaluation import figures  # noqa: E402
 from benchmarks.evaluation import markdown as md  # noqa: E402
 from benchmarks.evaluation.measure import (Settings, pooled_reliability, quality_speed_grid, reference_comparison,  # noqa: E402
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         settings = with_defaults_from(model, Settings(stride=args.stride, **common))
     card = model.card
-    roots = args.data or [REPO / r for r in card.get("data", {}).get("roots", [])]  # relative to the repository
+    roots = args.data or card_roots(card)
     names = args.cases or card.get("data", {}).get("validation") or []
     if not names:
         raise SystemExit("no cases: the model card has no validation cases; give --cases")
