@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from DiffSegExtension.cli import main as diffseg
+from model_build import export_and_validate
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -58,19 +59,9 @@ def main() -> None:
         "training_hardware": f"CPU, {trained['training']['seconds'] / 3600:.2f} h for {trained['training']['iteration']} "
                              "iterations",
     }
-    card_file = args.work / "card.json"
-    card_file.write_text(json.dumps(card))
-    if args.out.exists():
+    if args.out.exists():  # a bundled model folder holds exactly what this build exports
         shutil.rmtree(args.out)
-    assert diffseg(["export", "--run", str(run), "--out", str(args.out), "--half", "--card", str(card_file)]) == 0
-    report = args.work / "validation"
-    assert diffseg(["evaluate", "--model", str(args.out), "--data", *map(str, ROOTS), "--cases", *VALIDATION,
-                    "--out", str(report), "--progress", "none", "--device", args.device]) == 0
-    final = json.loads((args.out / "model.json").read_text())
-    final["validation"] = {"cases": VALIDATION, "report": (report / "results.md").read_text()}
-    # Data roots relative to the repository (where ../shared/data sits), not this machine's absolute paths.
-    final["data"]["roots"] = [str(Path("..") / Path(r).relative_to(REPO.parent)) for r in final["data"]["roots"]]
-    (args.out / "model.json").write_text(json.dumps(final, indent=2))
+    export_and_validate(run, args.out, card, ROOTS, VALIDATION, args.work, args.device)
     print(f"done in {(time.perf_counter() - started) / 3600:.2f} h")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from DiffSegExtension.cli import main as diffseg
 from DiffSegExtension.data.modalities import list_cases
+from model_build import export_and_validate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,15 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_hardware": f"{trained['training']['seconds'] / 3600:.2f} h for {trained['training']['iteration']} "
                              f"iterations (device {args.device})",
     }
-    card_file = run.parent / "card_updates.json"
-    card_file.write_text(json.dumps(card))
-    assert diffseg(["export", "--run", str(run), "--out", str(args.out), "--half", "--card", str(card_file)]) == 0
-    report = args.out / "validation"
-    assert diffseg(["evaluate", "--model", str(args.out), "--data", str(args.val_data), "--cases", *validation,
-                    "--out", str(report), "--progress", "none", "--device", args.device]) == 0
-    final = json.loads((args.out / "model.json").read_text())
-    final["validation"] = {"cases": validation, "report": (report / "results.md").read_text()}
-    (args.out / "model.json").write_text(json.dumps(final, indent=2))
+    export_and_validate(run, args.out, card, [args.val_data], validation, args.out, args.device)
     print(f"msd4 done in {(time.perf_counter() - started) / 3600:.2f} h → {args.out}\n{THIN_DATA}")
     return 0
 

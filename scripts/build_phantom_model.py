@@ -11,12 +11,12 @@ writes the card. Takes ~30 min on one CPU core. The demo's own phantom (seed 202
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 from DiffSegExtension.cli import main as diffseg
 from DiffSegExtension.data.phantom import write_phantom_dataset
+from model_build import export_and_validate
 
 REPO = Path(__file__).resolve().parent.parent
 MODALITIES = ["t1", "t1ce", "t2", "flair"]
@@ -43,18 +43,9 @@ def main() -> None:
             "intended_use": "Demonstration and software tests on DiffSeg's procedural phantoms only. It has never seen "
                             "real MRI: do not use it on patient data.",
             "inference_defaults": {"sampler": "dpmpp", "steps": 10, "members": 5}}
-    card_file = args.work / "card.json"
-    card_file.write_text(json.dumps(card))
-    if args.out.exists():
+    if args.out.exists():  # a bundled model folder holds exactly what this build exports
         shutil.rmtree(args.out)
-    assert diffseg(["export", "--run", str(run), "--out", str(args.out), "--half", "--card", str(card_file)]) == 0
-    assert diffseg(["evaluate", "--model", str(args.out), "--data", str(data), "--cases", *val_names,
-                    "--out", str(args.work / "validation"), "--progress", "none"]) == 0
-    validation = (args.work / "validation" / "results.md").read_text()
-    card_path = args.out / "model.json"
-    final = json.loads(card_path.read_text())
-    final["validation"] = {"cases": val_names, "report": validation}
-    card_path.write_text(json.dumps(final, indent=2))
+    export_and_validate(run, args.out, card, [data], val_names, args.work)
 
 
 if __name__ == "__main__":
