@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from DiffSegExtension.atomic import atomic_path, write_text_atomic
+from DiffSegExtension.commands.common import add_threads_argument, apply_threads
 from DiffSegExtension.config import ModelConfig, PreprocessConfig
 from DiffSegExtension.data.loading import Case, load_case
 from DiffSegExtension.data.modalities import list_cases
@@ -284,12 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, help="default: the diffusion model's")
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (use 1 when other jobs share the cores)")
+    add_threads_argument(parser)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-evaluate", action="store_true", help="skip scoring the validation cases after training")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     split = read_split(args.split_from, args.data or None)
     options = BaselineOptions.from_split(split, iterations=args.iterations, batch_size=args.batch_size, crop=args.crop,
                                          lr=args.lr, checkpoint_every=args.checkpoint_every, device=args.device)

@@ -31,12 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.baseline_unet import card_roots, case_folders, evaluate_baseline, load_baseline  # noqa: E402
+from benchmarks.baseline_unet import card_roots, evaluate_baseline, load_baseline, load_cases  # noqa: E402
 from benchmarks.evaluation import figures  # noqa: E402
 from benchmarks.evaluation import markdown as md  # noqa: E402
 from benchmarks.evaluation.measure import (Settings, pooled_reliability, quality_speed_grid, reference_comparison,  # noqa: E402
                                 run_full_volume, stride_slices, top_tumour_slices, with_defaults_from)
 
+from DiffSegExtension.commands.common import add_threads_argument, apply_threads  # noqa: E402
 from DiffSegExtension.data.loading import load_case  # noqa: E402
 from DiffSegExtension.data.modalities import list_cases  # noqa: E402
 from DiffSegExtension.ensemble import aggregate  # noqa: E402
@@ -189,11 +190,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, help="(slice, member) items per network pass (default: engine's)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (use 1 when other jobs share the cores)")
+    add_threads_argument(p)
     p.add_argument("--quick", action="store_true", help="tiny settings: smoke test of every section")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     started = time.perf_counter()
     model = load_model(args.model)
     common = dict(seed=args.seed, device=args.device, batch_size=args.batch_size, reference_slices=args.ddpm1000_slices)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = args.cases or card.get("data", {}).get("validation") or []
     if not names:
         raise SystemExit("no cases: the model card has no validation cases; give --cases")
-    cases = [load_case(f, model.modalities, with_label=True, allow_2d=True) for f in case_folders(roots, names)]
+    cases = load_cases(roots, names, model.modalities)
     log = lambda text: print(text, flush=True)  # noqa: E731
     log(f"{model.name}: {len(cases)} cases, settings {settings}")
 

@@ -82,10 +82,6 @@ class VolumeRun:
     brain_voxels: int
     batch_size: int
 
-    @property
-    def default_mask(self) -> torch.Tensor:
-        return aggregate(self.members).mask
-
 
 def run_full_volume(model: LoadedModel, case: Case, settings: Settings, log=print) -> VolumeRun:
     """Sample ``settings.full_members`` members on every brain slice of ``case``; score sizes ``settings.sizes``.
@@ -231,11 +227,6 @@ def reference_comparison(model: LoadedModel, sets: list[SliceSet], settings: Set
         log(f"  reference {s.case}: {settings.reference_sampler} {settings.reference_steps} Dice "
             f"{rows[-1]['reference_dice']:.3f} vs default {rows[-1]['default_dice']:.3f}")
     return rows
-
-
-def pooled(rows: list[dict], key: str) -> float:
-    values = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and not math.isnan(r[key])]
-    return float(np.mean(values)) if values else math.nan
 
 
 def with_defaults_from(model: LoadedModel, settings: Settings) -> Settings:
