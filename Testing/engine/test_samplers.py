@@ -17,7 +17,8 @@ def schedule():
 
 
 class OracleNetwork(torch.nn.Module):
-    """Returns the exact ε for a known x0 (and v = 0, the middle of the learned variance range)."""
+    """Returns the exact training target for a known x0 (ε, or v = √ᾱ ε − √(1 − ᾱ) x0, per the
+    schedule's ``prediction``) and 0 for the variance channel (the middle of the learned range)."""
 
     def __init__(self, schedule, x0):
         super().__init__()
@@ -25,8 +26,9 @@ class OracleNetwork(torch.nn.Module):
 
     def forward(self, x, t):
         xt = x[:, -1:]
-        eps = self.schedule.predict_eps(xt, t, self.x0.expand_as(xt))
-        return torch.cat([eps, torch.zeros_like(eps)], dim=1)
+        x0 = self.x0.expand_as(xt)
+        eps = self.schedule.predict_eps(xt, t, x0)
+        return torch.cat([self.schedule.training_target(x0, eps, t), torch.zeros_like(eps)], dim=1)
 
 
 def known_mask(batch=3, size=16):
@@ -122,25 +124,11 @@ def test_a_single_step_returns_the_x0_prediction(schedule, name):
     assert torch.allclose(out, x0, atol=1e-3)
 
 
-class OracleV(torch.nn.Module):
-    """Returns the exact v = √ᾱ ε − √(1 − ᾱ) x0 for a known x0."""
-
-    def __init__(self, schedule, x0):
-        super().__init__()
-        self.schedule, self.x0 = schedule, x0
-
-    def forward(self, x, t):
-        xt = x[:, -1:]
-        x0 = self.x0.expand_as(xt)
-        eps = self.schedule.predict_eps(xt, t, x0)
-        return torch.cat([self.schedule.training_target(x0, eps, t), torch.zeros_like(xt)], dim=1)
-
-
 @pytest.mark.parametrize("name,steps", [("ddpm", 50), ("ddim", 10), ("dpmpp", 10)])
 def test_v_prediction_oracle_is_recovered(name, steps):
     v_schedule = NoiseSchedule.from_config(DiffusionConfig(prediction="v"))
     x0 = known_mask()
-    out = sample_masks(OracleV(v_schedule, x0), torch.zeros(3, 1, 16, 16), make_sampler(name, v_schedule, steps),
+    out = sample_masks(OracleNetwork(v_schedule, x0), torch.zeros(3, 1, 16, 16), make_sampler(name, v_schedule, steps),
                        sample_generators(0, [(0, m) for m in range(3)]))
     assert torch.equal(binarise(out), (x0 > 0).float())
 
