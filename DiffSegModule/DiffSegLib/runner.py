@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .paths import engine_python, engine_root
 
@@ -291,20 +291,35 @@ class EngineRunner:
         self.poll()
 
 
-def _descendants(pid: int) -> Iterable[int]:
-    try:
-        import psutil  # shipped with Slicer; optional elsewhere
-    except ImportError:
+def _descendants(pid: int) -> list[int]:
+    """Process IDs of every descendant of ``pid`` (POSIX, from ``ps``; Slicer ships no psutil).
+
+    Catches children that left the process group (``setsid``), which ``killpg`` misses. Windows
+    needs none of this: ``taskkill /T`` walks the tree itself.
+    """
+    if os.name == "nt":
         return []
     try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
+        table = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True,
+                               timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
         return []
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            children[int(fields[1])].append(int(fields[0]))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def kill_process_tree(process: subprocess.Popen) -> None:
     """Kill ``process`` and its descendants (PythonSlicer is a launcher: its child does the work)."""
-    children = list(_descendants(process.pid))
+    children = _descendants(process.pid)
     if os.name == "nt":
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
     else:
@@ -314,8 +329,8 @@ def kill_process_tree(process: subprocess.Popen) -> None:
             pass
     for pid in children:  # anything that left the group
         try:
-            os.kill(pid, signal.SIGKILL if os.name != "nt" else signal.SIGTERM)
-        except (ProcessLookupError, PermissionError, OSError):
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
             pass
     if process.poll() is None:
         process.kill()

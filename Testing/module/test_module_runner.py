@@ -34,8 +34,9 @@ FAKE_ENGINE = textwrap.dedent("""
         sys.exit(2)
     elif mode == "crash":
         raise RuntimeError("boom inside the engine")
-    elif mode == "hang":
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    elif mode in ("hang", "escape"):  # escape: the grandchild leaves the process group (setsid)
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                 start_new_session=(mode == "escape"))
         emit(event="log", message=f"grandchild {child.pid}")
         emit(event="progress", done=0, total=100, elapsed_s=0.0, eta_s=None, message="sampling")
         time.sleep(600)
@@ -117,9 +118,12 @@ def test_crash_reports_exit_code_and_traceback(fake_engine):
     assert "exit code 1" in message and "boom inside the engine" in message
 
 
-def test_poll_is_non_blocking_and_cancel_kills_the_whole_process_tree(fake_engine):
+@pytest.mark.parametrize("mode", ["hang", "escape"])
+def test_poll_is_non_blocking_and_cancel_kills_the_whole_process_tree(fake_engine, mode):
+    """Also a grandchild in its own session, which killing the process group misses (found without psutil,
+    which Slicer does not ship)."""
     runner = fake_engine()
-    runner.start(["hang"])
+    runner.start([mode])
     grandchild = None
     deadline = time.monotonic() + 60
     while runner.last_progress is None and time.monotonic() < deadline:
