@@ -68,16 +68,19 @@ def same_grid(volume, reference) -> bool:
     return bool(np.abs(mapped - ijk_to_ras(reference)).max() < GRID_TOLERANCE_MM)
 
 
-def resample_to_reference(volume, reference, interpolation: str = "linear") -> vtk.vtkImageData:
+def resample_to_reference(volume, reference, interpolation: str = "linear",
+                          image: vtk.vtkImageData | None = None) -> vtk.vtkImageData:
     """Image data of ``volume`` on ``reference``'s grid, matched in physical (world) space.
 
     Parent transforms of both nodes are honoured (also non-linear ones). Voxels of the reference
     grid outside ``volume`` are 0. The result has origin 0 and spacing 1 (Slicer's image-data
-    convention); its IJK→RAS is the reference's.
+    convention); its IJK→RAS is the reference's. ``image`` replaces the volume's own voxels (same
+    dimensions, e.g. a mask computed from them) while keeping its geometry.
     """
+    image = image if image is not None else volume.GetImageData()
     if same_grid(volume, reference):
         copy = vtk.vtkImageData()
-        copy.DeepCopy(volume.GetImageData())
+        copy.DeepCopy(image)
         return copy
     # Output voxel (reference IJK) → reference RAS → world → volume RAS → volume IJK.
     reference_ijk_to_volume_ijk = vtk.vtkGeneralTransform()
@@ -87,7 +90,7 @@ def resample_to_reference(volume, reference, interpolation: str = "linear") -> v
     reference_ijk_to_volume_ijk.Concatenate(vtk_matrix(np.linalg.inv(ijk_to_ras(volume))))
 
     reslice = vtk.vtkImageReslice()
-    reslice.SetInputData(volume.GetImageData())
+    reslice.SetInputData(image)
     linear = vtk.vtkTransform()
     if slicer.vtkMRMLTransformNode.IsGeneralTransformLinear(reference_ijk_to_volume_ijk, linear):
         reslice.SetResliceTransform(linear)

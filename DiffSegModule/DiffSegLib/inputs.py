@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from . import geometry
+import numpy as np
+
+from . import geometry, volumeio
 from .models import MODALITY_LABELS, ModelCard
 
 #: Inputs must share at least this fraction of the reference volume's physical extent.
@@ -29,8 +31,9 @@ def input_problems(card: ModelCard, volumes: Mapping[str, object],
     """All reasons why ``volumes`` (modality → volume node or None) cannot be run with ``card``.
 
     Checks, in order: every modality the card lists has a volume; each is a scalar (not label, not
-    vector) volume with 3D image data; no volume is used twice; every volume overlaps the reference
-    volume (the card's first modality) in physical space; the optional slice range fits.
+    vector) volume with 3D image data, finite and not constant; no volume is used twice; every
+    volume overlaps the reference volume (the card's first modality) in physical space; the
+    optional slice range fits.
     """
     problems: list[str] = []
     missing = [m for m in card.modalities if volumes.get(m) is None]
@@ -58,6 +61,10 @@ def input_problems(card: ModelCard, volumes: Mapping[str, object],
         if min(dims) < 2:
             problems.append(f"'{node.GetName()}' ({_label(modality)}) is 2D ({dims[0]}×{dims[1]}×{dims[2]} voxels); "
                             "DiffSeg needs a 3D volume.")
+            continue
+        problem = voxel_problem(node)
+        if problem:
+            problems.append(f"'{node.GetName()}' ({_label(modality)}) {problem}")
     if problems:
         return problems
 
@@ -92,8 +99,28 @@ def input_problems(card: ModelCard, volumes: Mapping[str, object],
     return problems
 
 
-def check_inputs(card: ModelCard, volumes: Mapping[str, object], slices: tuple[int, int] | None = None) -> None:
-    """Raise :class:`DiffSegInputError` with the first problem found by :func:`input_problems`."""
-    problems = input_problems(card, volumes, slices)
-    if problems:
-        raise DiffSegInputError(problems[0])
+#: (node ID, image MTime) → verdict of :func:`voxel_problem`: the panel re-checks on every change,
+#: and scanning a 240×240×155 volume for NaN costs ~10 ms; a modified image has a new MTime.
+_VOXEL_VERDICTS: dict[tuple[str, int], str | None] = {}
+
+
+def voxel_problem(node) -> str | None:
+    """What is wrong with the voxel values of a scalar volume (NaN/inf or constant), else None.
+
+    The engine refuses the same images, but only seconds later and naming its temporary file.
+    """
+    image = node.GetImageData()
+    key = (node.GetID(), max(image.GetMTime(), image.GetPointData().GetScalars().GetMTime()))
+    if key not in _VOXEL_VERDICTS:
+        values = volumeio.array_kji(node)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            verdict = f"has {bad} NaN or infinite voxels; replace them (e.g. with 0) and try again."
+        elif values.min() == values.max():
+            verdict = f"is constant (every voxel is {values.flat[0]:g}): it holds no image; choose the MRI volume."
+        else:
+            verdict = None
+        if len(_VOXEL_VERDICTS) > 32:
+            _VOXEL_VERDICTS.clear()
+        _VOXEL_VERDICTS[key] = verdict
+    return _VOXEL_VERDICTS[key]

@@ -26,9 +26,9 @@ from typing import Callable, Mapping
 
 import slicer
 
-from . import geometry, results, review, volumeio
+from . import geometry, results, review, suspicious, volumeio
 from .inputs import DiffSegInputError, input_problems
-from .models import ModelCard, ModelCardError, find_model, list_bundled_models
+from .models import ModelCard, ModelCardError, find_model, list_bundled_models, weights_problem
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
@@ -138,6 +138,9 @@ class DiffSegLogic:
             found.append(f"Unknown device '{request.device}'; choose one of {', '.join(DEVICES)}.")
         if int(request.members) < 1 or int(request.steps) < 1:
             found.append("Ensemble members and sampler steps must both be at least 1.")
+        weights = weights_problem(request.model)
+        if weights:
+            found.append(weights)
         slices = None
         try:
             slices = self.resolve_slices(request)
@@ -147,6 +150,11 @@ class DiffSegLogic:
         if request.merge_into is not None and slices is None:
             found.append("A re-run into existing outputs needs a slice range or an ROI.")
         return found
+
+    def warnings(self, request: RunRequest) -> list[str]:
+        """Suspicious but runnable inputs (not skull-stripped, not co-registered); call when
+        :meth:`problems` is empty. The user decides whether to run anyway."""
+        return suspicious.input_warnings(request.model, request.volumes)
 
     def check(self, request: RunRequest) -> None:
         """:raises DiffSegInputError: with the first problem of :meth:`problems`."""
@@ -223,7 +231,8 @@ class DiffSegLogic:
         if request.merge_into is not None:
             merged = review.merge_outputs(request.merge_into, loaded, handle.slices, axis)
             info = {"LastRefinement": f"slices {handle.slices[0]}:{handle.slices[1]} with "
-                                      f"{request.members} members, {request.sampler} {request.steps} steps"}
+                                      f"{request.members} members, {request.sampler} {request.steps} steps",
+                    "Seconds": _seconds(seconds)}
             segmentation, uncertainty, _ = results.store_outputs(scene, reference, handle.key, merged, info,
                                                                  segmentation=request.merge_into)
             return segmentation, uncertainty
@@ -231,7 +240,7 @@ class DiffSegLogic:
         info = {"Model": request.model.name, "ModelPath": str(request.model.path), "Members": request.members,
                 "Sampler": request.sampler, "Steps": request.steps, "Seed": request.seed,
                 "Device": request.device, "SliceAxis": axis, "SliceRange": f"{slice_range[0]}:{slice_range[1]}",
-                "Seconds": f"{seconds:.1f}" if seconds is not None else "", "Threshold": review.DEFAULT_THRESHOLD,
+                "Seconds": _seconds(seconds), "Threshold": review.DEFAULT_THRESHOLD,
                 "LastRefinement": ""}
         previous = None if request.new_outputs else results.find_outputs(scene, handle.key)
         segmentation, uncertainty, _ = results.store_outputs(scene, reference, handle.key, loaded, info,
@@ -276,6 +285,9 @@ class DiffSegLogic:
         request = RunRequest(card, volumes, members=members or card.default("members"),
                              steps=steps or card.default("steps"), sampler=sampler or card.default("sampler"),
                              seed=seed, device=device, slices=slices, roi=roi, new_outputs=new_outputs)
+        self.check(request)
+        for warning in self.warnings(request):
+            logging.warning("DiffSeg: %s", warning)
         return self.run(request, on_progress=on_progress, timeout=timeout)
 
     @staticmethod
@@ -323,6 +335,11 @@ class DiffSegLogic:
     def remove_outputs(self, segmentation) -> None:
         """Remove a DiffSeg segmentation and its probability/uncertainty volumes (with display nodes)."""
         results.remove_outputs(self.scene, segmentation)
+
+
+def _seconds(seconds) -> str:
+    """The engine's run time as stored in the ``DiffSeg.Seconds`` attribute ("" when not reported)."""
+    return f"{seconds:.1f}" if seconds is not None else ""
 
 
 def remove_folder(folder: Path, attempts: int = 20) -> None:

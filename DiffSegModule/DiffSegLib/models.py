@@ -32,6 +32,7 @@ _T1_EXCLUDE = NAME_PATTERNS["t1ce"]
 _T2_EXCLUDE = ["*flair*"]
 
 DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5}
+WEIGHTS_FILE = "weights.safetensors"
 
 
 class ModelCardError(ValueError):
@@ -92,6 +93,24 @@ def read_model_card(folder: Path | str) -> ModelCard:
         inference_defaults=dict(data.get("inference_defaults", {})),
         intended_use=str(data.get("intended_use", "")),
     )
+
+
+def weights_problem(card: ModelCard) -> str | None:
+    """Why the card's weights cannot be used (missing, or a pickle), else None; reads 9 bytes.
+
+    Same rule as the engine's ``check_not_pickle``: a safetensors file has its JSON header's ``{``
+    at byte 8; a file starting with ``P`` (zip: torch.save) or ``0x80`` (pickle) without it is refused,
+    because unpickling can execute code.
+    """
+    path = Path(card.path) / WEIGHTS_FILE
+    if not path.is_file():
+        return f"The model folder {card.path} has no {WEIGHTS_FILE}; copy the model's weights next to its model.json."
+    with open(path, "rb") as stream:
+        head = stream.read(9)
+    if head[8:9] != b"{" and head[:1] in (b"P", b"\x80"):
+        return (f"The weights {path} are a pickle/torch.save file, which DiffSeg never loads because loading it can "
+                "execute code; convert them once with safetensors.torch.save_file(state_dict, 'weights.safetensors').")
+    return None
 
 
 def list_bundled_models(models_dir: Path | None = None) -> list[ModelCard]:

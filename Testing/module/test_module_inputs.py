@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -10,7 +13,9 @@ from DiffSegLib.inputs import DiffSegInputError, input_problems
 from DiffSegLib.logic import DiffSegLogic, RunRequest
 from DiffSegLib.models import ModelCard
 
-FOUR = ModelCard("phantom", "Phantom (4 modalities)", path=None, modalities=("flair", "t1", "t1ce", "t2"))
+REPO = Path(__file__).resolve().parents[2]
+FOUR = ModelCard("phantom", "Phantom (4 modalities)", path=REPO / "Resources" / "Models" / "phantom",
+                 modalities=("flair", "t1", "t1ce", "t2"))
 
 
 def _load_variant(harness, tmp_path, source, name, data=None, affine=None):
@@ -107,3 +112,72 @@ def test_problems_are_listed_without_side_effects(harness, volumes):
     problems = DiffSegLogic(scene=harness.scene).problems(RunRequest(FOUR, dict(volumes, t1=None)))
     assert len(problems) == 1 and problems[0].startswith("Select a volume for T1")
     assert harness.snapshot() == before
+
+
+def _console_refusal(harness, tmp_path, node, model=FOUR.path):
+    """``DiffSegLogic().segment`` as typed in the Python console: refused at once, naming ``node``."""
+    temp_root = tmp_path / "temp-root"
+    temp_root.mkdir(exist_ok=True)
+    before = harness.snapshot()
+    started = time.monotonic()
+    with pytest.raises(DiffSegInputError) as caught:
+        DiffSegLogic(scene=harness.scene, temp_root=temp_root).segment(flair=node, model=str(model))
+    assert time.monotonic() - started < 2.0, "refused by the module, not seconds later by the engine"
+    assert harness.snapshot() == before and list(temp_root.iterdir()) == []
+    message = str(caught.value)
+    assert "\n" not in message and "inputs/" not in message and "temp" not in message.lower()
+    return message
+
+
+@pytest.fixture
+def flair_model(tmp_path):
+    """A FLAIR-only model folder made of the bundled brats-flair card and weights."""
+    folder = tmp_path / "flair-model"
+    folder.mkdir()
+    bundled = REPO / "Resources" / "Models" / "brats-flair"
+    for name in ("model.json", "weights.safetensors"):
+        (folder / name).write_bytes((bundled / name).read_bytes())
+    return folder
+
+
+def test_console_refuses_nan_voxels_at_once_naming_the_volume(harness, tmp_path, case_files, flair_model):
+    """NaN/inf come from arrays computed in the console (Slicer's NIfTI reader itself loads NaN as 0)."""
+    import slicer
+
+    node = _load_variant(harness, tmp_path, case_files["flair"], "patient_flair_nan")
+    array = slicer.util.arrayFromVolume(node)
+    array[3, 4, 5], array[6, 7, 8] = np.nan, np.inf
+    slicer.util.arrayFromVolumeModified(node)
+    message = _console_refusal(harness, tmp_path, node, flair_model)
+    assert message.startswith("'patient_flair_nan' (FLAIR) has 2 NaN or infinite voxels; replace them")
+
+
+def test_console_refuses_a_constant_volume_at_once(harness, tmp_path, case_files, flair_model):
+    data = np.full(nib.load(str(case_files["flair"])).shape, 7.0, dtype=np.float32)
+    node = _load_variant(harness, tmp_path, case_files["flair"], "blank_flair", data=data)
+    message = _console_refusal(harness, tmp_path, node, flair_model)
+    assert message.startswith("'blank_flair' (FLAIR) is constant (every voxel is 7)")
+
+
+def test_fixing_the_voxels_in_place_clears_the_problem(harness, tmp_path, case_files):
+    """The verdict is cached per image modification: editing the array (as the console does) counts."""
+    import slicer
+
+    node = _load_variant(harness, tmp_path, case_files["flair"], "fixable_flair")
+    card = ModelCard("f", "F", FOUR.path, ("flair",))
+    assert input_problems(card, {"flair": node}) == []
+    array = slicer.util.arrayFromVolume(node)
+    array[0, 0, 0] = np.nan
+    slicer.util.arrayFromVolumeModified(node)
+    assert "NaN" in input_problems(card, {"flair": node})[0]
+    array[~np.isfinite(array)] = 0
+    slicer.util.arrayFromVolumeModified(node)
+    assert input_problems(card, {"flair": node}) == []
+
+
+def test_console_refuses_pickled_weights_at_once(harness, tmp_path, volumes, flair_model):
+    (flair_model / "weights.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # pickle protocol 4
+    message = _console_refusal(harness, tmp_path, volumes["flair"], flair_model)
+    assert "pickle" in message and "never loads" in message and "safetensors.torch.save_file" in message
+    (flair_model / "weights.safetensors").unlink()
+    assert "has no weights.safetensors" in _console_refusal(harness, tmp_path, volumes["flair"], flair_model)

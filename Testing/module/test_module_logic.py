@@ -24,6 +24,9 @@ from DiffSegLib.models import ModelCard
 from DiffSegLib.runner import EngineRunner
 
 HERE = Path(__file__).resolve().parent
+#: The smallest valid safetensors file: an 8-byte header length and an empty JSON header (the stub
+#: engine never reads it; the module checks that it is not a pickle).
+SAFETENSORS_HEADER = (2).to_bytes(8, "little") + b"{}"
 
 
 @pytest.fixture
@@ -32,6 +35,7 @@ def stub(harness, tmp_path, volumes):
     model_dir = tmp_path / "stub-model"
     model_dir.mkdir()
     (model_dir / "model.json").write_text('{"name": "stub", "title": "Stub", "modalities": ["flair", "t1", "t1ce", "t2"]}')
+    (model_dir / "weights.safetensors").write_bytes(SAFETENSORS_HEADER)
     card = ModelCard("stub", "Stub", model_dir, ("flair", "t1", "t1ce", "t2"))
     temp_root = tmp_path / "temp-root"
     temp_root.mkdir()
