@@ -4,8 +4,10 @@ PyTorch comes through the PyTorch extension's ``PyTorchUtils`` (it picks the CUD
 fits the machine); the rest through ``slicer.util.pip_install`` with a constraints file that pins
 what Slicer ships (numpy, scipy, SimpleITK, Pillow) to the installed versions, so pip can never
 replace them.
-Whether a package is present is checked with ``importlib.util.find_spec``: nothing is imported,
-in particular not torch, into the Slicer process.
+Whether a package is present is checked with ``importlib.util.find_spec``, which imports nothing.
+DiffSeg itself never imports torch into the Slicer process (the engine runs in a child process),
+but installing it through ``PyTorchUtilsLogic.installTorch`` does: that call ends with
+``import torch`` in Slicer's process. It happens once, on the first Apply, after the user agreed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -27,10 +30,23 @@ ENGINE_REQUIREMENTS = {
     "matplotlib": "matplotlib>=3.7",
 }
 TORCH_REQUIREMENT = ">=2.1"
+#: The engine's ``requires-python`` (pyproject.toml). Slicer 5.6 and 5.8 ship Python 3.9.10;
+#: Slicer 5.10 and later ship 3.12.10, so DiffSeg needs Slicer 5.10 or later.
+MIN_PYTHON = (3, 10)
+MIN_SLICER = "5.10"
 #: Engine dependencies that Slicer ships: never installed or upgraded by DiffSeg.
 SHIPPED_BY_SLICER = ("numpy", "scipy", "SimpleITK")
 #: Pinned to the installed version whenever DiffSeg runs pip (Pillow: shipped, and matplotlib needs it).
 PINNED = (*SHIPPED_BY_SLICER, "Pillow")
+
+
+def python_problem(version_info=sys.version_info) -> str | None:
+    """Why this Python cannot run the engine (too old), else None."""
+    if tuple(version_info[:2]) >= MIN_PYTHON:
+        return None
+    found = ".".join(str(part) for part in version_info[:3])
+    return (f"DiffSeg needs Slicer {MIN_SLICER} or later: its engine needs Python "
+            f"{'.'.join(map(str, MIN_PYTHON))} or later, and this Slicer has Python {found}.")
 
 
 def torch_missing() -> bool:
@@ -88,7 +104,7 @@ def ensure_engine_dependencies(confirm: Callable[[str], bool]) -> bool:
         with tempfile.TemporaryDirectory() as folder:
             constraints = _constraints_file(Path(folder))
             logging.info("DiffSeg: installing %s", " ".join(requirements))
-            # A list of arguments: each is quoted for pip (works on Slicer 5.6 and later).
+            # A list of arguments: each is quoted for pip.
             slicer.util.pip_install([*requirements, "-c", str(constraints)])
     importlib.invalidate_caches()
     return not missing_summary()

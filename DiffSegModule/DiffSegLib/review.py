@@ -142,3 +142,12 @@ def slices_around(segmentation, world_position, half_width: int = 2) -> tuple[in
     n = geometry.dimensions(reference)[axis]
     index = min(max(index, 0), n - 1)
     return max(0, index - half_width), min(n, index + half_width + 1)
+
+
+def red_view_center(scene) -> list[float]:
+    """World position of the red slice view's centre (origin when there is no red view)."""
+    red = scene.GetNodeByID("vtkMRMLSliceNodeRed")
+    if red is None:
+        return [0.0, 0.0, 0.0]
+    matrix = red.GetSliceToRAS()
+    return [matrix.GetElement(r, 3) for r in range(3)]

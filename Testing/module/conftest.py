@@ -9,6 +9,7 @@ target. ``slicer.mrmlScene`` points at it for the duration of a test.
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "DiffSegModule"
+HERE = Path(__file__).resolve().parent
 
 import slicer  # noqa: E402  (slicer-core)
 import vtk  # noqa: E402
+
+from DiffSegLib import geometry  # noqa: E402
+from DiffSegLib.logic import DiffSegLogic, RunRequest  # noqa: E402
+from DiffSegLib.models import ModelCard  # noqa: E402
+from DiffSegLib.runner import EngineRunner  # noqa: E402
 
 #: Small, oblique, non-isotropic test grid (voxels; mm).
 SHAPE = (40, 44, 16)
@@ -147,3 +154,52 @@ def ijk_to_ras(node) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+@pytest.fixture
+def parameter_class(monkeypatch):
+    """The module's real ``DiffSegParameterNode``, built by the ``slicer.parameterNodeWrapper`` stand-in."""
+    import sys
+
+    from standins import parameter_node_wrapper
+
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", parameter_node_wrapper)
+    monkeypatch.delitem(sys.modules, "DiffSegLib.parameters", raising=False)
+    from DiffSegLib.parameters import DiffSegParameterNode
+
+    yield DiffSegParameterNode
+    sys.modules.pop("DiffSegLib.parameters", None)
+
+
+#: The smallest valid safetensors file: an 8-byte header length and an empty JSON header (the stub
+#: engine never reads it; the module checks that it is not a pickle).
+SAFETENSORS_HEADER = (2).to_bytes(8, "little") + b"{}"
+
+
+@pytest.fixture
+def stub(harness, tmp_path, volumes):
+    """Builds a logic whose engine is the stub (``stub_engine.py``, a real child process) in a given mode;
+    exposes the card and temp root."""
+    model_dir = tmp_path / "stub-model"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text('{"name": "stub", "title": "Stub", "modalities": ["flair", "t1", "t1ce", "t2"]}')
+    (model_dir / "weights.safetensors").write_bytes(SAFETENSORS_HEADER)
+    card = ModelCard("stub", "Stub", model_dir, ("flair", "t1", "t1ce", "t2"))
+    temp_root = tmp_path / "temp-root"
+    temp_root.mkdir()
+    axis = geometry.slice_axis(volumes["flair"])
+
+    class Stub:
+        def logic(self, mode: str = "ok") -> DiffSegLogic:
+            factory = lambda: EngineRunner(python=sys.executable, engine_path=HERE, module="stub_engine",  # noqa: E731
+                                           extra_env={"DIFFSEG_STUB_MODE": mode, "DIFFSEG_STUB_AXIS": str(axis)})
+            return DiffSegLogic(scene=harness.scene, runner_factory=factory, temp_root=temp_root)
+
+        def request(self, **kw) -> RunRequest:
+            kw.setdefault("members", 4)
+            kw.setdefault("steps", 3)
+            return RunRequest(card, dict(volumes), **kw)
+
+    s = Stub()
+    s.card, s.temp_root, s.axis, s.tmp = card, temp_root, axis, tmp_path
+    return s

@@ -7,7 +7,6 @@ run, a cancelled run, a threshold change, a ranking, a re-run merge and a scene 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -19,42 +18,7 @@ import vtk
 from conftest import ijk_to_ras
 
 from DiffSegLib import geometry, results, review
-from DiffSegLib.logic import DiffSegCancelled, DiffSegLogic, DiffSegRunError, RunRequest
-from DiffSegLib.models import ModelCard
-from DiffSegLib.runner import EngineRunner
-
-HERE = Path(__file__).resolve().parent
-#: The smallest valid safetensors file: an 8-byte header length and an empty JSON header (the stub
-#: engine never reads it; the module checks that it is not a pickle).
-SAFETENSORS_HEADER = (2).to_bytes(8, "little") + b"{}"
-
-
-@pytest.fixture
-def stub(harness, tmp_path, volumes):
-    """Builds a logic whose engine is the stub in a given mode; exposes the card and temp root."""
-    model_dir = tmp_path / "stub-model"
-    model_dir.mkdir()
-    (model_dir / "model.json").write_text('{"name": "stub", "title": "Stub", "modalities": ["flair", "t1", "t1ce", "t2"]}')
-    (model_dir / "weights.safetensors").write_bytes(SAFETENSORS_HEADER)
-    card = ModelCard("stub", "Stub", model_dir, ("flair", "t1", "t1ce", "t2"))
-    temp_root = tmp_path / "temp-root"
-    temp_root.mkdir()
-    axis = geometry.slice_axis(volumes["flair"])
-
-    class Stub:
-        def logic(self, mode: str = "ok") -> DiffSegLogic:
-            factory = lambda: EngineRunner(python=sys.executable, engine_path=HERE, module="stub_engine",  # noqa: E731
-                                           extra_env={"DIFFSEG_STUB_MODE": mode, "DIFFSEG_STUB_AXIS": str(axis)})
-            return DiffSegLogic(scene=harness.scene, runner_factory=factory, temp_root=temp_root)
-
-        def request(self, **kw) -> RunRequest:
-            kw.setdefault("members", 4)
-            kw.setdefault("steps", 3)
-            return RunRequest(card, dict(volumes), **kw)
-
-    s = Stub()
-    s.card, s.temp_root, s.axis, s.tmp = card, temp_root, axis, tmp_path
-    return s
+from DiffSegLib.logic import DiffSegCancelled, DiffSegRunError
 
 
 def export_segment(harness, segmentation, reference, path: Path) -> nib.Nifti1Image:

@@ -1,0 +1,115 @@
+"""What the panel shows, as plain data: the Qt widget only copies a :class:`PanelView` into its widgets.
+
+Every text the user reads (Apply's tooltip, the status line, the sampler hint, the ranked slices)
+is made here, so tests under ``slicer-core`` check exactly what a user would see. No Qt, no MRML.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from .runner import Progress
+
+LOAD_FROM_FOLDER = "Load from folder..."
+RANKED_SLICES_SHOWN = 20
+# Measured on the brats-flair validation cases (docs/results.md, section 3): 5 to 50 steps x 5 members
+# gave whole-tumour Dice 0.904-0.910 for every sampler; time grows linearly with steps.
+SAMPLER_HINTS = {
+    "dpmpp": "DPM-Solver++ (default): 5-50 steps gave the same Dice on the BraTS validation cases; 10 keeps a margin.",
+    "ddim": "DDIM: deterministic given the seed; as accurate as DPM-Solver++ at 5-50 steps on the BraTS validation cases.",
+    "ddpm": "DDPM: the paper's sampler (1000 steps there); at 5-50 steps as accurate as the others here, and as fast.",
+}
+NO_MODEL = "Choose a DiffSeg model (or load one from a folder)."
+NO_MODEL_INFO = "No DiffSeg model found: load one from a folder."
+CANCEL_TOOLTIP = "Stop the engine; nothing is added to the scene."
+
+STATUS_STARTING = "Starting the engine..."
+STATUS_CANCELLED = "Cancelled; nothing was added to the scene."
+STATUS_FAILED = "Failed; the scene was not changed."
+STATUS_NOT_INSTALLED = "Not started: the engine's Python packages are not installed."
+STATUS_DECLINED = "Not started: the inputs look unusual (see the warning); nothing was changed."
+STATUS_CLOSED = "The scene was closed; a running segmentation was cancelled."
+
+
+@dataclass(frozen=True)
+class ModalityRow:
+    """One modality selector row: shown when the model uses it, labelled (reference) for the first."""
+
+    modality: str
+    visible: bool
+    label: str
+
+
+@dataclass(frozen=True)
+class PanelView:
+    """Everything the widget renders that the parameter-node binding does not.
+
+    ``models``: (title, model folder) per combo entry, the last one ``(LOAD_FROM_FOLDER, "")``;
+    ``progress_maximum`` 0 means busy (no total yet); ``ranking``: (text, slice index) per list row.
+    """
+
+    models: tuple[tuple[str, str], ...]
+    model_index: int
+    model_info: str
+    rows: tuple[ModalityRow, ...]
+    quality_hint: str
+    slice_range_enabled: bool
+    apply_text: str
+    apply_enabled: bool
+    apply_tooltip: str
+    rerun_enabled: bool
+    status: str
+    progress_visible: bool
+    progress_maximum: int
+    progress_value: int
+    ranking: tuple[tuple[str, int], ...]
+
+
+def duration(seconds: float) -> str:
+    """``"42 s"`` below 90 s, else ``"2.5 min"``."""
+    seconds = max(0.0, float(seconds))
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def quality_hint(sampler: str, members: int, steps: int) -> str:
+    return (f"{SAMPLER_HINTS.get(sampler, '')} {members} members x {steps} steps = "
+            f"{members * steps} network passes per slice.")
+
+
+def progress_status(progress: Progress) -> str:
+    eta = f", about {duration(progress.eta_s)} left" if progress.eta_s is not None else ""
+    return f"{progress.message or 'Sampling'}: step {progress.done} of {progress.total}{eta}"
+
+
+def done_status(seconds: str) -> str:
+    """Status after a run, from the segmentation's ``DiffSeg.Seconds`` attribute ("" if unknown)."""
+    return f"Done{f' in {duration(float(seconds))}' if seconds else ''}."
+
+
+def ready_tooltip(model_title: str) -> str:
+    return f"Segment the tumour with '{model_title}' and compute its uncertainty."
+
+
+def warnings_question(warnings: list[str]) -> str:
+    """The confirmation shown before a run whose inputs look suspicious."""
+    listed = "\n\n".join(f"- {warning}" for warning in warnings)
+    return f"DiffSeg can run, but the inputs look unusual:\n\n{listed}\n\nRun anyway?"
+
+
+def ranking_rows(ranked) -> tuple[tuple[str, int], ...]:
+    """List rows for :func:`review.rank_slices` results."""
+    return tuple((f"Slice {r.index}: mean uncertainty {r.mean_uncertainty:.3f} ({r.voxels} voxels)", r.index)
+                 for r in ranked)
+
+
+def start_error_message(err: BaseException) -> str:
+    """One sentence for an error that kept a run from starting, naming what to do."""
+    if isinstance(err, subprocess.CalledProcessError):
+        command = err.cmd if isinstance(err.cmd, str) else " ".join(map(str, err.cmd))
+        return (f"installing the engine's Python packages failed ({command[:200]} exited with "
+                f"{err.returncode}); check the network connection and the Python console's log, then press Apply again.")
+    if isinstance(err, ImportError):
+        return (f"PyTorch could not be installed or imported ({err}); reinstall the PyTorch extension from the "
+                "Extensions Manager, restart Slicer and press Apply again.")
+    return str(err)
