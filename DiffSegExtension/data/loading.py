@@ -23,6 +23,8 @@ class Case:
     ``images``: modality → float32 array of shape ``shape``, axis order as in the reference file
     (nibabel (i, j, k)); intensities as stored in the files (not normalised).
     ``label``: uint8 whole-tumour mask {0, 1} (any label > 0), same grid, or ``None``.
+    ``label_map``: the label file's integer labels (uint8, e.g. BraTS {0, 1, 2, 4}), or ``None``;
+    :mod:`DiffSegExtension.regions` turns it into region masks.
     ``reference``: the reference modality's NIfTI image; outputs are written with its affine/header.
     """
 
@@ -30,6 +32,7 @@ class Case:
     images: dict[str, np.ndarray]
     label: np.ndarray | None
     reference: nib.Nifti1Image
+    label_map: np.ndarray | None = None
 
     @property
     def affine(self) -> np.ndarray:
@@ -42,8 +45,11 @@ class Case:
 
 
 def load_case(source: Path | Mapping[str, Path], modalities: Sequence[str], *, with_label: bool = False,
-              allow_2d: bool = False) -> Case:
+              allow_2d: bool = False, optional: Sequence[str] = ()) -> Case:
     """Read ``modalities`` (and the label if ``with_label``) of one case onto the first modality's grid.
+
+    Modalities named in ``optional`` are skipped when the case has no file for them (a model trained
+    with sequence drop-out does without them); every other one is required.
 
     ``source``: a case folder (files found by :func:`find_case_files`) or a modality → path mapping
     (keys may be aliases, e.g. ``"t1gd"``). Modalities on another grid are resampled in physical
@@ -53,6 +59,8 @@ def load_case(source: Path | Mapping[str, Path], modalities: Sequence[str], *, w
     """
     wanted = _canonical_names(modalities)
     files, where = _resolve_source(source)
+    skippable = set(_canonical_names(optional)) if optional else set()
+    wanted = [m for m in wanted if m in files or m not in skippable]
     needed = wanted + (["seg"] if with_label else [])
     for modality in needed:
         if modality not in files:
@@ -69,14 +77,15 @@ def load_case(source: Path | Mapping[str, Path], modalities: Sequence[str], *, w
         image, data = _read(files[modality], modality, allow_2d)
         images[modality] = _onto_reference(data, image.affine, shape, affine, files[modality], modality,
                                            files[ref_name], fill=float(data.min()))
-    label = None
+    label = label_map = None
     if with_label:
         image, data = _read(files["seg"], "seg", allow_2d)
         data = _onto_reference(data, image.affine, shape, affine, files["seg"], "seg", files[ref_name], fill=0.0)
-        # Labels are integers; > 0.5 rather than > 0 so float label files with rounding noise still work.
-        label = (data > 0.5).astype(np.uint8)
+        # Labels are integers; rounded so float label files with rounding noise still work.
+        label_map = np.rint(np.clip(data, 0, 255)).astype(np.uint8)
+        label = (label_map > 0).astype(np.uint8)
     name = Path(source).name if not isinstance(source, Mapping) else case_name_from_file(files[ref_name])
-    return Case(name=name, images=images, label=label, reference=reference)
+    return Case(name=name, images=images, label=label, reference=reference, label_map=label_map)
 
 
 def _canonical_names(modalities: Sequence[str]) -> list[str]:

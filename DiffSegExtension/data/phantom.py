@@ -66,11 +66,11 @@ class Phantom:
         return bool(self.label.any())
 
     def to_case(self, name: str = "phantom") -> Case:
-        """The phantom as a loaded :class:`Case` (whole-tumour label), without writing files."""
+        """The phantom as a loaded :class:`Case` (whole-tumour label and BraTS label map), without writing files."""
         first = next(iter(self.images))
         reference = nib.Nifti1Image(self.images[first], self.affine)
         return Case(name=name, images={m: v.copy() for m, v in self.images.items()},
-                    label=(self.label > 0).astype(np.uint8), reference=reference)
+                    label=(self.label > 0).astype(np.uint8), reference=reference, label_map=self.label.copy())
 
 
 def make_phantom(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
