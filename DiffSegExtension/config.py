@@ -20,8 +20,11 @@ KNOWN_MODALITIES = ("t1", "t1ce", "t2", "flair")
 class NetworkConfig:
     """The denoising UNet (MONAI ``DiffusionModelUNet``, 2D) and its input/output layout.
 
-    Input channels = one per modality (the condition) + 1 noisy-mask channel (last).
-    Output channels = ε (+ the learned-range variance interpolation ``v`` when ``learn_sigma``).
+    Input channels, in order: one per modality (the condition; an absent optional modality is all 0),
+    one presence indicator per optional modality (a constant plane, 1 = given, 0 = absent), then one
+    noisy-mask channel per region (``regions``, nested WT ⊇ TC ⊇ ET; ``("wt",)`` = whole tumour only).
+    Output channels: the target (ε or v) per region, then (with ``learn_sigma``) the learned-range
+    variance interpolation per region.
     ``space_to_depth`` > 1 folds f×f pixel blocks into channels before the UNet and unfolds the
     output after it (pixel-unshuffle / pixel-shuffle): the UNet then runs at 1/f of the resolution,
     which cuts the cost per pass by ~f² on CPU without lowering the output resolution.
@@ -35,8 +38,18 @@ class NetworkConfig:
     norm_num_groups: int = 32
     space_to_depth: int = 1
     learn_sigma: bool = True
+    regions: tuple[str, ...] = ("wt",)
+    #: Modalities the model can do without (trained with them dropped); the others are required.
+    optional_modalities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from DiffSegExtension.regions import check_regions
+
+        check_regions(self.regions)
+        if not set(self.optional_modalities) < set(self.modalities) or \
+                len(set(self.optional_modalities)) != len(self.optional_modalities):
+            raise DiffSegInputError(f"optional modalities {list(self.optional_modalities)} must be distinct model "
+                                    f"modalities ({list(self.modalities)}) and leave at least one required")
         unknown = [m for m in self.modalities if m not in KNOWN_MODALITIES]
         if not self.modalities or unknown or len(set(self.modalities)) != len(self.modalities):
             raise DiffSegInputError(
@@ -51,12 +64,21 @@ class NetworkConfig:
             raise DiffSegInputError("network config: 'space_to_depth' must be >= 1")
 
     @property
+    def required_modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in self.modalities if m not in self.optional_modalities)
+
+    @property
+    def condition_channels(self) -> int:
+        """Modalities + presence indicators: the channels that come before the noisy masks."""
+        return len(self.modalities) + len(self.optional_modalities)
+
+    @property
     def in_channels(self) -> int:
-        return len(self.modalities) + 1
+        return self.condition_channels + len(self.regions)
 
     @property
     def out_channels(self) -> int:
-        return 2 if self.learn_sigma else 1
+        return len(self.regions) * (2 if self.learn_sigma else 1)
 
     @property
     def size_multiple(self) -> int:
@@ -145,10 +167,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str, modalities: tuple[str, ...] | list[str], prediction: str = "epsilon", **preprocess: Any) -> ModelConfig:
+def preset(name: str, modalities: tuple[str, ...] | list[str], prediction: str = "epsilon",
+           regions: tuple[str, ...] = ("wt",), optional_modalities: tuple[str, ...] = (), **preprocess: Any) -> ModelConfig:
     """A :class:`ModelConfig` from a named preset (``paper``, ``small``, ``tiny``)."""
     if name not in PRESETS:
         raise DiffSegInputError(f"unknown preset '{name}': choose one of {sorted(PRESETS)}")
-    network = NetworkConfig(modalities=tuple(modalities), **PRESETS[name])
+    network = NetworkConfig(modalities=tuple(modalities), regions=tuple(regions),
+                            optional_modalities=tuple(optional_modalities), **PRESETS[name])
     return ModelConfig(network=network, diffusion=DiffusionConfig(prediction=prediction),
                        preprocess=PreprocessConfig(**preprocess))

@@ -13,9 +13,10 @@ from DiffSegExtension.config import NetworkConfig
 class DenoisingUNet(nn.Module):
     """ε (and learned-variance) prediction for the noisy mask, conditioned on the MRI.
 
-    forward(x, t): ``x`` (B, M+1, H, W) float32 = M normalised modalities in [0, 1] then the noisy
-    mask; ``t`` (B,) int64 training timesteps in [0, T). Returns (B, 2, H, W) = (ε, v) with
-    ``learn_sigma`` (v ∈ ℝ, mapped to [-1, 1] by the diffusion code) or (B, 1, H, W) = ε.
+    forward(x, t): ``x`` (B, C + R, H, W) float32 = the condition (:func:`condition_input`: C channels)
+    then the R noisy region masks; ``t`` (B,) int64 training timesteps in [0, T). Returns (B, 2R, H, W)
+    = R targets (ε or v) then R variance interpolations with ``learn_sigma`` (mapped to [-1, 1] by the
+    diffusion code), or (B, R, H, W) targets only.
     H and W must be multiples of ``config.size_multiple``.
     """
 
@@ -39,6 +40,26 @@ class DenoisingUNet(nn.Module):
         if f > 1:
             return F.pixel_shuffle(self.unet(F.pixel_unshuffle(x, f), t), f)
         return self.unet(x, t)
+
+
+def condition_input(config: NetworkConfig, images: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's condition channels: modalities (absent ones zeroed), then presence planes.
+
+    images (B, M, H, W) float32 normalised modalities in ``config.modalities`` order; present (B, M)
+    bool (``None`` = all given). Returns (B, M + P, H, W) with P = len(config.optional_modalities)
+    constant planes, 1.0 where that optional modality is given. A required modality must be present.
+    """
+    batch = images.shape[0]
+    if present is None:
+        present = torch.ones(batch, len(config.modalities), dtype=torch.bool)
+    present = present.to(images.device)
+    required = [i for i, m in enumerate(config.modalities) if m not in config.optional_modalities]
+    if not bool(present[:, required].all()):
+        raise ValueError("a required modality is marked absent")
+    images = images * present[:, :, None, None].to(images.dtype)
+    optional = [config.modalities.index(m) for m in config.optional_modalities]
+    planes = present[:, optional, None, None].to(images.dtype).expand(-1, -1, *images.shape[2:])
+    return torch.cat([images, planes], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

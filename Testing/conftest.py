@@ -30,3 +30,18 @@ def tiny_run(tmp_path_factory, phantom_cases) -> Path:
                  "--checkpoint-every", "3", "--log-every", "1", "--progress", "none"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_region_run(tmp_path_factory, phantom_cases) -> Path:
+    """A `tiny` region model (WT, TC, ET) needing FLAIR, with T1ce and T2 optional, trained for a few iterations."""
+    from DiffSegExtension.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny_regions"
+    code = main(["train", "--data", str(phantom_cases), "--modalities", "flair", "t1ce", "t2",
+                 "--optional-modalities", "t1ce", "t2", "--regions", "wt", "tc", "et", "--preset", "tiny",
+                 "--out", str(out), "--iterations", "4", "--batch-size", "4", "--crop", "32", "--val-cases", "phantom3",
+                 "--val-every", "4", "--val-max-slices", "2", "--val-steps", "2", "--val-members", "2",
+                 "--checkpoint-every", "4", "--log-every", "1", "--progress", "none"])
+    assert code == 0
+    return out

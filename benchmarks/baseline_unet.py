@@ -187,10 +187,10 @@ def train_baseline(split: Split, out: Path, options: BaselineOptions, resume: bo
     tic = time.perf_counter()
     for iteration in range(start, options.iterations):
         g = iteration_generator(options.seed, iteration, 0)
-        images, masks = dataset.sample_batch(g, options.batch_size, options.crop, augment=True,
-                                             tumour_fraction=options.tumour_fraction)
-        target = (masks > 0).float()  # the engine's masks are ±1
-        loss = loss_fn(network(images.to(device)), target.to(device))
+        batch = dataset.sample_batch(g, options.batch_size, options.crop, augment=True,
+                                     tumour_fraction=options.tumour_fraction)
+        target = (batch.masks > 0).float()  # the engine's masks are ±1
+        loss = loss_fn(network(batch.images.to(device)), target.to(device))
         lr = options.lr * min(1.0, (iteration + 1) / max(1, options.warmup))
         for group in optimizer.param_groups:
             group["lr"] = lr

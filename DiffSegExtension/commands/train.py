@@ -14,6 +14,7 @@ from DiffSegExtension.config import KNOWN_MODALITIES, PRESETS, preset
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.modalities import find_case_files, list_cases
 from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.regions import REGIONS
 from DiffSegExtension.training.trainer import TrainOptions, train
 
 
@@ -23,6 +24,12 @@ def add_parser(sub) -> None:
                                    "by case (never by slice). Start with torchrun --nproc_per_node N for DDP.")
     p.add_argument("--data", type=Path, nargs="+", required=True, help="case folders or folders of cases")
     p.add_argument("--modalities", nargs="+", default=["flair"], choices=KNOWN_MODALITIES, help="input channels, in order")
+    p.add_argument("--optional-modalities", nargs="*", default=[], choices=KNOWN_MODALITIES,
+                   help="modalities the model may do without: trained with sequence drop-out and a presence "
+                        "indicator; cases lacking them still train the model")
+    p.add_argument("--regions", nargs="+", default=["wt"], choices=REGIONS,
+                   help="diffused mask channels: wt (whole tumour) [tc (tumour core) [et (enhancing)]]; cases whose "
+                        "label is whole-tumour only train the wt channel")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="network size")
     p.add_argument("--prediction", default="v", choices=("epsilon", "v"),
                    help="network target: v (default; well conditioned at high noise) or epsilon (the seed's)")
@@ -67,14 +74,20 @@ def split_cases(cases: list[Path], val_names: list[str] | None, fraction: float,
 def run(args: argparse.Namespace) -> int:
     cases = sorted((c for root in args.data for c in list_cases(root)), key=lambda p: p.name)
     cases = [c for c in cases if c.name not in set(args.exclude_cases)]
-    needed = set(args.modalities) | {"seg"}
+    config = preset(args.preset, args.modalities, prediction=args.prediction, regions=tuple(args.regions),
+                    optional_modalities=tuple(args.optional_modalities))
+    needed = set(config.network.required_modalities) | {"seg"}
     usable = [c for c in cases if needed <= set(find_case_files(c))]
     if not usable:
         raise DiffSegInputError(f"no case under {', '.join(map(str, args.data))} has all of {sorted(needed)}: check --modalities")
     train_paths, val_paths = split_cases(usable, args.val_cases, args.val_fraction, args.seed)
-    load = lambda paths: [load_case(p, args.modalities, with_label=True, allow_2d=True) for p in paths]  # noqa: E731
+
+    def load(paths):
+        # Each case with the model's modalities it has (the required ones are there).
+        return [load_case(p, [m for m in args.modalities if m in find_case_files(p)], with_label=True, allow_2d=True)
+                for p in paths]
+
     options = TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions)})
-    config = preset(args.preset, args.modalities, prediction=args.prediction)
     card_info = {
         "name": args.name or args.out.name, "title": args.title, "intended_use": args.intended_use, "preset": args.preset,
         "data": {"train": [p.name for p in train_paths], "validation": [p.name for p in val_paths],

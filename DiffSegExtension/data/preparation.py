@@ -24,6 +24,7 @@ from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.modalities import canonical_modality
 from DiffSegExtension.data.normalise import foreground_mask, normalise
 from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.regions import annotated_regions, region_masks
 
 #: In-plane resampling is skipped when the spacing is within this relative tolerance of the target.
 _SPACING_TOLERANCE = 1e-3
@@ -37,6 +38,9 @@ class PreparedVolume:
     order asked for), H × W = canonical axes 0 × 1 (default LPS: left × posterior) at
     ``pixel_spacing`` mm, H and W multiples of the size multiple. Outside the brain: 0.
     ``label``: (S, H, W) uint8 {0, 1} whole tumour, or ``None``. ``brain``: (S, H, W) bool.
+    ``region_label``: (S, R, H, W) uint8 masks of the asked regions (WT first), or ``None``;
+    ``annotated``: the regions the case's label file really annotates (a binary label only WT).
+    ``present``: per modality, whether the case has it (an absent optional modality is all 0).
     ``source_slices[s]``: index along the source voxel axis ``frame.slice_axis`` of slice s.
     """
 
@@ -46,6 +50,9 @@ class PreparedVolume:
     source_slices: list[int]
     frame: CanonicalFrame
     modalities: tuple[str, ...]
+    region_label: torch.Tensor | None
+    annotated: tuple[str, ...]
+    present: tuple[bool, ...]
     #: Actual in-plane pixel size (mm) of ``images`` along H and W.
     pixel_spacing: tuple[float, float]
     _canonical_slices: list[int] = field(repr=False)
@@ -94,31 +101,39 @@ class PreparedVolume:
 
 def prepare_volume(case: Case, modalities: Sequence[str], preprocess: PreprocessConfig, size_multiple: int,
                    slice_range: tuple[int, int] | None = None, min_brain_pixels: int = 64,
-                   margin: int = 4) -> PreparedVolume:
+                   margin: int = 4, regions: Sequence[str] = ("wt",), optional: Sequence[str] = ()) -> PreparedVolume:
     """Turn ``case`` into a :class:`PreparedVolume` (see the module docstring for the steps).
 
     ``slice_range``: half-open [a, b) of SOURCE voxel indices along the superior–inferior axis
     (``frame.slice_axis``); ``None`` = every slice with at least ``min_brain_pixels`` brain pixels.
     ``margin``: pixels (at the target spacing) added around the union of the slices' brain boxes.
+    ``regions``: the region masks to prepare from the label; ``optional``: modalities the case may lack.
     """
-    names = _modalities_of(case, modalities)
+    names, present = _modalities_of(case, modalities, optional)
     if size_multiple < 1:
         raise DiffSegInputError(f"size_multiple must be >= 1, got {size_multiple}")
     frame = CanonicalFrame(case.affine, case.shape, preprocess.orientation)
-    images, brain = [], np.zeros(frame.canonical_shape, dtype=bool)
-    for name in names:
+    images, brain = {}, np.zeros(frame.canonical_shape, dtype=bool)
+    for name in (n for n, here in zip(names, present) if here):
         volume = case.images[name]
         foreground = foreground_mask(volume)
-        images.append(frame.to_canonical(normalise(volume, foreground, preprocess.clip_percentiles)))
+        images[name] = frame.to_canonical(normalise(volume, foreground, preprocess.clip_percentiles))
         brain |= frame.to_canonical(foreground)
     selected = _select_slices(case.name, frame, brain, slice_range, min_brain_pixels)
 
-    # (S, M, n0, n1) slices of the canonical volumes.
-    stack = torch.from_numpy(np.stack([im[:, :, selected] for im in images]).transpose(3, 0, 1, 2).copy())
+    # (S, M, n0, n1) slices of the canonical volumes; absent modalities are 0.
+    empty = np.zeros(frame.canonical_shape[:2] + (len(selected),), dtype=np.float32)
+    stack = torch.from_numpy(np.stack([images[n][:, :, selected] if n in images else empty for n in names])
+                             .transpose(3, 0, 1, 2).copy())
     brain_t = torch.from_numpy(brain[:, :, selected].transpose(2, 0, 1).copy())
-    label_t = None
+    label_t, annotated = None, ()
     if case.label is not None:
-        label_t = torch.from_numpy(frame.to_canonical(case.label)[:, :, selected].transpose(2, 0, 1).copy())
+        label_map = case.label_map if case.label_map is not None else case.label
+        annotated = tuple(r for r in annotated_regions(label_map) if r in regions)
+        masks = region_masks(label_map, regions)
+        # (S, R, n0, n1), flattened to (S·R, n0, n1) for the shared mask resampling below.
+        label_t = torch.from_numpy(np.stack([frame.to_canonical(m)[:, :, selected] for m in masks])
+                                   .transpose(3, 0, 1, 2).copy()).flatten(0, 1)
 
     inplane = frame.canonical_shape[:2]
     spacing = frame.canonical_spacing[:2]
@@ -135,7 +150,7 @@ def prepare_volume(case: Case, modalities: Sequence[str], preprocess: Preprocess
     n_sel = len(selected)
     out_images = torch.zeros((n_sel, len(names), *size), dtype=torch.float32)
     out_brain = torch.zeros((n_sel, *size), dtype=torch.bool)
-    out_label = torch.zeros((n_sel, *size), dtype=torch.uint8) if label_t is not None else None
+    out_label = torch.zeros((len(label_t), *size), dtype=torch.uint8) if label_t is not None else None
     (grid_r, win_r), (grid_c, win_c) = (_overlap(offset[0], size[0], resampled_shape[0]),
                                       _overlap(offset[1], size[1], resampled_shape[1]))
     out_images[:, :, win_r, win_c] = stack[:, :, grid_r, grid_c]
@@ -143,23 +158,26 @@ def prepare_volume(case: Case, modalities: Sequence[str], preprocess: Preprocess
     if out_label is not None:
         out_label[:, win_r, win_c] = label_t[:, grid_r, grid_c].to(torch.uint8)
 
+    region_label = out_label.unflatten(0, (n_sel, len(regions))) if out_label is not None else None
     return PreparedVolume(
-        images=out_images, label=out_label, brain=out_brain,
+        images=out_images, label=region_label[:, 0].clone() if region_label is not None else None, brain=out_brain,
         source_slices=[frame.canonical_slice_to_source(k) for k in selected], frame=frame,
-        modalities=tuple(names),
+        modalities=tuple(names), region_label=region_label, annotated=annotated, present=tuple(present),
         pixel_spacing=tuple(n * s / r for n, s, r in zip(inplane, spacing, resampled_shape)),
         _canonical_slices=selected, _inplane_shape=tuple(inplane), _resampled_shape=tuple(resampled_shape),
         _offset=offset,
     )
 
 
-def _modalities_of(case: Case, modalities: Sequence[str]) -> list[str]:
+def _modalities_of(case: Case, modalities: Sequence[str], optional: Sequence[str]) -> tuple[list[str], list[bool]]:
+    """Canonical names of ``modalities`` and whether the case has each; a missing required one raises."""
     names = [canonical_modality(m) or m for m in modalities]
-    missing = [m for m in names if m not in case.images]
-    if not names or missing:
+    optional = {canonical_modality(m) or m for m in optional}
+    missing = [m for m in names if m not in case.images and m not in optional]
+    if not names or missing or not any(m in case.images for m in names):
         raise DiffSegInputError(f"case {case.name} has no {', '.join(missing) or 'modalities'} image "
                                 f"(it has {', '.join(case.images)}): load the case with the model's modalities")
-    return names
+    return names, [m in case.images for m in names]
 
 
 def _select_slices(name: str, frame: CanonicalFrame, brain: np.ndarray, slice_range: tuple[int, int] | None,

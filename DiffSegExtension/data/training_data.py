@@ -1,7 +1,8 @@
-"""Random training batches of axial slices (images + whole-tumour mask) held in memory."""
+"""Random training batches of axial slices (images + region masks) held in memory."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -16,56 +17,78 @@ _SCALE_RANGE = 0.10
 _SHIFT_RANGE = 0.10
 
 
+@dataclass
+class TrainingBatch:
+    """images (B, M, c, c) float32 in [0, 1] (absent modalities 0); masks (B, R, c, c) float32 in
+    {−1, +1} per region; present (B, M) bool, which modalities each item has; weights (B, R) float32,
+    1 where the item's label annotates the region (a whole-tumour-only label scores WT only)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    present: torch.Tensor
+    weights: torch.Tensor
+
+
 class SliceDataset:
     """Every brain slice of ``cases``, prepared as for inference and stored as float16.
 
-    Slice i: images (M, H_c, W_c) in [0, 1], label (H_c, W_c) {0, 1}, brain (H_c, W_c); H_c × W_c is
-    the case's brain box (a multiple of ``size_multiple``), so cases may differ in size.
+    Slice i: images (M, H_c, W_c) in [0, 1], label (R, H_c, W_c) {0, 1} per region, brain (H_c, W_c);
+    H_c × W_c is the case's brain box (a multiple of ``size_multiple``), so cases may differ in size.
+    Cases may lack ``optional`` modalities (their channel is 0) and may annotate only the whole tumour.
     """
 
     def __init__(self, cases: Sequence[Case], modalities: Sequence[str], preprocess: PreprocessConfig,
-                 size_multiple: int):
+                 size_multiple: int, regions: Sequence[str] = ("wt",), optional: Sequence[str] = ()):
         if not cases:
             raise DiffSegInputError("no training cases given: give at least one case with a label")
         self.modalities = tuple(modalities)
+        self.regions = tuple(regions)
+        self.optional = tuple(optional)
         self.preprocess = preprocess
         self.size_multiple = int(size_multiple)
         self._images: list[torch.Tensor] = []  # per case (S, M, H, W) float16
-        self._labels: list[torch.Tensor] = []  # per case (S, H, W) uint8
+        self._labels: list[torch.Tensor] = []  # per case (S, R, H, W) uint8
         self._brains: list[torch.Tensor] = []  # per case (S, H, W) bool
+        self._present: list[torch.Tensor] = []  # per case (M,) bool
+        self._weights: list[torch.Tensor] = []  # per case (R,) float32
         self._index: list[tuple[int, int]] = []  # slice → (case, slice in case)
         self.case_names: list[str] = []
         for case in cases:
             if case.label is None:
                 raise DiffSegInputError(f"training case {case.name} has no label: load it with with_label=True "
                                         "(a <case>_seg.nii.gz file is needed)")
-            prepared = prepare_volume(case, self.modalities, preprocess, self.size_multiple)
+            prepared = prepare_volume(case, self.modalities, preprocess, self.size_multiple, regions=self.regions,
+                                      optional=self.optional)
             number = len(self._images)
             self._images.append(prepared.images.to(torch.float16))
-            self._labels.append(prepared.label)
+            self._labels.append(prepared.region_label)
             self._brains.append(prepared.brain)
+            self._present.append(torch.tensor(prepared.present))
+            self._weights.append(torch.tensor([float(r in prepared.annotated) for r in self.regions]))
             self._index.extend((number, s) for s in range(len(prepared)))
             self.case_names.append(case.name)
-        self.tumour_slices = [i for i, (c, s) in enumerate(self._index) if bool(self._labels[c][s].any())]
+        self.tumour_slices = [i for i, (c, s) in enumerate(self._index) if bool(self._labels[c][s, 0].any())]
 
     def __len__(self) -> int:
         return len(self._index)
 
     def full_slice(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Uncropped slice ``index``: images (M, H, W) float32, label (H, W) uint8, brain (H, W) bool."""
+        """Uncropped slice ``index``: images (M, H, W) float32, label (R, H, W) uint8, brain (H, W) bool."""
         case, s = self._index[index]
         return self._images[case][s].float(), self._labels[case][s], self._brains[case][s]
 
     def sample_batch(self, generator: torch.Generator, batch_size: int, crop: int | None = None,
-                     augment: bool = True, tumour_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch: images (B, M, c, c) float32 in [0, 1], masks (B, 1, c, c) float32 in {−1, +1}.
+                     augment: bool = True, tumour_fraction: float = 0.5, modality_dropout: float = 0.0) -> TrainingBatch:
+        """A random :class:`TrainingBatch` of c × c crops.
 
         ``c`` = ``crop`` or ``preprocess.train_crop`` (a multiple of the size multiple). The first
         round(``tumour_fraction``·B) items come from slices with tumour, their crop centred on a random
         tumour pixel (± c/4); the rest from any slice at a random position. Slices smaller than c are
         zero-padded (at a random offset). With ``augment``: random flips of both in-plane axes and a
-        per-modality intensity scale/shift inside the brain. All randomness comes from ``generator``:
-        the same generator state gives a bit-identical batch.
+        per-modality intensity scale/shift inside the brain. With probability ``modality_dropout`` an
+        item drops each of its optional modalities with probability ½ (sequence drop-out, so one model
+        serves every subset). All randomness comes from ``generator``: the same generator state gives
+        a bit-identical batch.
         """
         c = int(crop if crop is not None else self.preprocess.train_crop)
         if c <= 0 or c % self.size_multiple:
@@ -75,22 +98,33 @@ class SliceDataset:
             raise DiffSegInputError(f"batch size {batch_size} must be >= 1 and tumour fraction {tumour_fraction} "
                                     "in [0, 1]")
         n_tumour = round(tumour_fraction * batch_size) if self.tumour_slices else 0
-        images = torch.zeros((batch_size, len(self.modalities), c, c), dtype=torch.float32)
-        masks = torch.full((batch_size, 1, c, c), -1.0, dtype=torch.float32)
+        m = len(self.modalities)
+        optional = torch.tensor([name in self.optional for name in self.modalities])
+        batch = TrainingBatch(images=torch.zeros((batch_size, m, c, c), dtype=torch.float32),
+                              masks=torch.full((batch_size, len(self.regions), c, c), -1.0, dtype=torch.float32),
+                              present=torch.zeros((batch_size, m), dtype=torch.bool),
+                              weights=torch.zeros((batch_size, len(self.regions)), dtype=torch.float32))
         for b in range(batch_size):
             # Fixed draw order per item (whatever the branch), so batches do not depend on data content.
-            u = torch.rand(6 + 2 * len(self.modalities), generator=generator, dtype=torch.float64).tolist()
+            u = torch.rand(6 + 3 * m + 1, generator=generator, dtype=torch.float64).tolist()
             from_tumour = b < n_tumour
             pool = self.tumour_slices if from_tumour else range(len(self))
             index = pool[min(int(u[0] * len(pool)), len(pool) - 1)]
             image, label, brain = self.full_slice(index)
-            origin = self._origin(tuple(label.shape), label if from_tumour else None, c, u[1:4])
+            case = self._index[index][0]
+            origin = self._origin(tuple(brain.shape), label[0] if from_tumour else None, c, u[1:4])
             image, label, brain = (_window(t, origin, c) for t in (image, label, brain))
             if augment:
-                image, label, brain = self._augment(image, label, brain, u[4:])
-            images[b] = image
-            masks[b, 0] = label.float() * 2.0 - 1.0
-        return images, masks
+                image, label, brain = self._augment(image, label, brain, u[4:6 + 2 * m])
+            present = self._present[case].clone()
+            if u[6 + 2 * m] < modality_dropout:
+                drop = torch.tensor(u[7 + 2 * m:7 + 3 * m]) < 0.5
+                present &= ~(drop & optional)
+            batch.images[b] = image * present[:, None, None]
+            batch.masks[b] = label.float() * 2.0 - 1.0
+            batch.present[b] = present
+            batch.weights[b] = self._weights[case]
+        return batch
 
     @staticmethod
     def _origin(shape: tuple[int, int], label: torch.Tensor | None, c: int, u: list[float]) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """The hybrid training loss of improved DDPM: ε-MSE + the variational-bound term for the variance.
 
-Masks are encoded as x_0 ∈ {−1, +1} (background, tumour). Every term is averaged over the mask
-channel's pixels only; the image channels are the condition and are never noised or scored.
+Masks are encoded as x_0 ∈ {−1, +1} (background, tumour), one channel per region. Every term is
+averaged over the mask channels' pixels only; the image channels are the condition and are never noised or scored.
 """
 
 from __future__ import annotations
@@ -36,24 +36,34 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
 
 def hybrid_loss(
     schedule: NoiseSchedule, model_output: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-    noise: torch.Tensor,
+    noise: torch.Tensor, weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-sample losses for one batch.
+    """Per-sample losses for one batch of R region channels.
 
-    model_output (B, 2, H, W) = (ε̂ or v̂, variance interpolation); x0, x_t, noise (B, 1, H, W);
-    t (B,) int64. Returns ``mse`` (B,) of the first channel against its target (ε or v), ``vb`` (B,)
-    in bits per pixel, and ``loss`` = mse + vb (B,). The vb term sees the mean prediction detached,
-    so it trains the variance only (as in improved DDPM).
+    model_output (B, 2R, H, W) = (R targets ε̂ or v̂, R variance interpolations); x0, x_t, noise
+    (B, R, H, W); t (B,) int64; weights (B, R) ≥ 0 per region channel (0 = not annotated in this
+    sample, so not scored; ``None`` = all 1). Returns ``mse`` (B,) of the targets (ε or v), ``vb`` (B,)
+    in bits per pixel, and ``loss`` = mse + vb (B,), each the weighted mean over the scored channels.
+    The vb term sees the mean prediction detached, so it trains the variance only (as in improved DDPM).
     """
-    first, v = model_output[:, :1], model_output[:, 1:2]
-    mse = ((schedule.training_target(x0, noise, t) - first) ** 2).mean(dim=(1, 2, 3))
+    regions = x0.shape[1]
+    first, v = model_output[:, :regions], model_output[:, regions:2 * regions]
+    if weights is None:
+        weights = torch.ones(x0.shape[:2], device=x0.device)
+    weights = weights.to(x0.device, torch.float32)
+    norm = weights.sum(dim=1).clamp(min=1e-8)
+
+    def reduce(per_pixel: torch.Tensor) -> torch.Tensor:
+        return (per_pixel.mean(dim=(2, 3)) * weights).sum(dim=1) / norm
+
+    mse = reduce((schedule.training_target(x0, noise, t) - first) ** 2)
     eps = schedule.epsilon_from_prediction(first.detach(), x_t, t)
     x0_frozen = schedule.predict_x0(x_t, t, eps)
     model_mean = schedule.posterior_mean(x0_frozen, x_t, t)
     model_log_var = schedule.learned_log_variance(v, t)
     true_mean = schedule.posterior_mean(x0, x_t, t)
     true_log_var = NoiseSchedule._at(schedule.posterior_log_variance_clipped, t, x_t)
-    kl = normal_kl(true_mean, true_log_var, model_mean, model_log_var).mean(dim=(1, 2, 3)) / math.log(2.0)
-    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var).mean(dim=(1, 2, 3)) / math.log(2.0)
+    kl = reduce(normal_kl(true_mean, true_log_var, model_mean, model_log_var)) / math.log(2.0)
+    nll = -reduce(discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var)) / math.log(2.0)
     vb = torch.where(t == 0, nll, kl)
     return {"loss": mse + vb, "mse": mse, "vb": vb}

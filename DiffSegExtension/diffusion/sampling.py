@@ -31,23 +31,25 @@ def sample_masks(
     sampler: Sampler,
     generators: list[torch.Generator],
     on_step: Callable[[], None] | None = None,
+    regions: int = 1,
 ) -> torch.Tensor:
     """Reverse-diffuse one noisy mask per row of ``condition``.
 
-    condition (B, M, H, W) float32: normalised modalities; generators: one per row. The network's
-    first channel is turned into ε (per the schedule's ``prediction``) before the sampler sees it.
-    Returns (B, 1, H, W) x̂_0 in [−1, 1] (−1 background, +1 tumour). ``on_step`` is called after
+    condition (B, C, H, W) float32: the network's condition channels (:func:`condition_input`);
+    generators: one per row; ``regions``: R, the number of mask channels. The network's target
+    channels are turned into ε (per the schedule's ``prediction``) before the sampler sees them.
+    Returns (B, R, H, W) x̂_0 in [−1, 1] (−1 background, +1 region). ``on_step`` is called after
     each of the ``len(sampler)`` network passes (progress reporting, cancellation points).
     """
     batch = condition.shape[0]
-    x = per_sample_noise(condition.new_empty(batch, 1, *condition.shape[2:]), generators)
+    x = per_sample_noise(condition.new_empty(batch, regions, *condition.shape[2:]), generators)
     for k in reversed(range(len(sampler))):
         t = sampler.model_timestep(k, batch).to(condition.device)
         output = model(torch.cat([condition, x], dim=1), t).float()
         if sampler.schedule.prediction != "epsilon":
             index = torch.full((batch,), k, dtype=torch.long)
-            eps = sampler.schedule.epsilon_from_prediction(output[:, :1], x, index)
-            output = torch.cat([eps, output[:, 1:]], dim=1)
+            eps = sampler.schedule.epsilon_from_prediction(output[:, :regions], x, index)
+            output = torch.cat([eps, output[:, regions:]], dim=1)
         x = sampler.step(output, k, x, generators)
         if on_step is not None:
             on_step()

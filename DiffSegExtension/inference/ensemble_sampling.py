@@ -17,7 +17,7 @@ from DiffSegExtension.ensemble import binarise
 def sample_ensemble(
     network: nn.Module,
     schedule: NoiseSchedule,
-    images: torch.Tensor,
+    condition: torch.Tensor,
     slice_ids: list[int],
     *,
     members: int,
@@ -29,29 +29,31 @@ def sample_ensemble(
     on_step: Callable[[], None] | None = None,
     sampler_options: dict | None = None,
     first_member: int = 0,
+    regions: int = 1,
 ) -> torch.Tensor:
-    """Binary member masks for every slice.
+    """Binary member masks of ``regions`` region channels for every slice.
 
-    images (S, M, H, W) float32 normalised modalities; ``slice_ids`` (S,) stable ids of the slices
+    condition (S, C, H, W) float32 condition channels (:func:`~DiffSegExtension.network.condition_input`
+    of the normalised modalities); ``slice_ids`` (S,) stable ids of the slices
     (their source indices), which with ``seed`` and the member index fix each sample's noise.
     Members ``first_member`` … ``first_member + members − 1`` are sampled, so an N-member ensemble
     can be grown or timed in chunks: the first k members of any run are the k-member run.
     Items are processed in batches of ``batch_size`` (slice, member) pairs, one network pass per
     sampler step and batch (``on_step`` is called after each).
-    Returns (N, S, H, W) uint8 in {0, 1} on the CPU.
+    Returns (N, S, R, H, W) uint8 in {0, 1} on the CPU.
     """
     if members < 1:
         raise ValueError("members must be >= 1")
-    count, _, height, width = images.shape
+    count, _, height, width = condition.shape
     items = [(s, m) for s in range(count) for m in range(first_member, first_member + members)]
-    out = torch.empty(members, count, height, width, dtype=torch.uint8)
+    out = torch.empty(members, count, regions, height, width, dtype=torch.uint8)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        condition = images[[s for s, _ in chunk]].to(device)
+        rows = condition[[s for s, _ in chunk]].to(device)
         generators = sample_generators(seed, [(slice_ids[s], m) for s, m in chunk])
         run = make_sampler(sampler, schedule, steps, **(sampler_options or {}))
-        x0 = sample_masks(network, condition, run, generators, on_step=on_step)
-        masks = binarise(x0[:, 0]).to(torch.uint8).cpu()
+        x0 = sample_masks(network, rows, run, generators, on_step=on_step, regions=regions)
+        masks = binarise(x0).to(torch.uint8).cpu()
         for (s, m), mask in zip(chunk, masks):
             out[m - first_member, s] = mask
     return out

@@ -26,13 +26,14 @@ from DiffSegExtension.diffusion.losses import hybrid_loss
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.model_card import CARD_FILE, CARD_FORMAT
-from DiffSegExtension.network import DenoisingUNet, count_parameters
+from DiffSegExtension.regions import output_labels
+from DiffSegExtension.network import DenoisingUNet, condition_input, count_parameters
 from DiffSegExtension.training.checkpoint import load_checkpoint, save_checkpoint
 from DiffSegExtension.training.distributed import init_distributed
 from DiffSegExtension.training.validation import select_validation_slices, validation_dice
 
 LOG_FILE = "train_log.csv"
-LOG_FIELDS = ["iteration", "loss", "mse", "vb", "lr", "seconds", "val_dice"]
+LOG_FIELDS = ["iteration", "loss", "mse", "vb", "lr", "seconds", "val_dice", "val_dice_tc", "val_dice_et"]
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainOptions:
     ema_decay: float = 0.999
     crop: int | None = None       # training crop (pixels); default: the config's train_crop
     tumour_fraction: float = 0.5  # share of each batch drawn from slices with tumour
+    modality_dropout: float = 0.5  # share of items that drop a random subset of their optional modalities
     val_every: int = 500
     val_sampler: str = "ddim"
     val_steps: int = 10
@@ -88,7 +90,12 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
         optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         start, elapsed = 0, 0.0
         card: dict[str, Any] = {
-            "format": CARD_FORMAT, **card_info, "modalities": list(config.modalities), "config": config.to_dict(),
+            "format": CARD_FORMAT, **card_info, "modalities": list(config.modalities),
+            "required_modalities": list(config.network.required_modalities),
+            "optional_modalities": list(config.network.optional_modalities),
+            "regions": list(config.network.regions),
+            "output_labels": {str(k): v for k, v in output_labels(config.network.regions).items()},
+            "config": config.to_dict(),
             "parameters": count_parameters(network), "diffseg_version": __version__,
             "training": {"options": asdict(options), "iteration": 0, "seconds": 0.0, "processes": ctx.world_size},
         }
@@ -99,7 +106,9 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
             start, elapsed = previous["training"]["iteration"], previous["training"]["seconds"]
             card = {**previous, "training": {**previous["training"], "options": asdict(options)}}
         schedule = NoiseSchedule.from_config(config.diffusion)
-        dataset = SliceDataset(train_cases, config.modalities, config.preprocess, config.network.size_multiple)
+        net_config = config.network
+        dataset = SliceDataset(train_cases, config.modalities, config.preprocess, net_config.size_multiple,
+                               regions=net_config.regions, optional=net_config.optional_modalities)
         val_slices = select_validation_slices(val_cases, config, options.val_max_slices) if ctx.is_main and val_cases else []
         model = DistributedDataParallel(network) if ctx.enabled else network
         local_batch = options.batch_size // ctx.world_size
@@ -113,13 +122,16 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
         tic = time.perf_counter()
         for iteration in range(start, options.iterations):
             g = iteration_generator(options.seed, iteration, ctx.rank)
-            images, masks = dataset.sample_batch(g, local_batch, options.crop, augment=True,
-                                                 tumour_fraction=options.tumour_fraction)
+            batch = dataset.sample_batch(g, local_batch, options.crop, augment=True,
+                                         tumour_fraction=options.tumour_fraction,
+                                         modality_dropout=options.modality_dropout)
             t = torch.randint(0, schedule.num_timesteps, (local_batch,), generator=g)
-            noise = torch.randn(masks.shape, generator=g)
-            images, masks, t, noise = (x.to(ctx.device) for x in (images, masks, t, noise))
+            noise = torch.randn(batch.masks.shape, generator=g)
+            condition = condition_input(net_config, batch.images, batch.present)
+            condition, masks, t, noise = (x.to(ctx.device) for x in (condition, batch.masks, t, noise))
             x_t = schedule.q_sample(masks, t, noise)
-            losses = hybrid_loss(schedule, model(torch.cat([images, x_t], dim=1), t), masks, x_t, t, noise)
+            losses = hybrid_loss(schedule, model(torch.cat([condition, x_t], dim=1), t), masks, x_t, t, noise,
+                                 weights=batch.weights)
             loss = losses["loss"].mean()
             lr = options.lr * min(1.0, (iteration + 1) / max(1, options.warmup))
             for group in optimizer.param_groups:
@@ -144,10 +156,14 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
                 scores = validation_dice(ema.module, schedule, val_slices, sampler=options.val_sampler,
                                          steps=options.val_steps, members=options.val_members, device=ctx.device)
                 row = row or {"iteration": done, "seconds": f"{elapsed + time.perf_counter() - tic:.1f}"}
-                row["val_dice"] = f"{scores['mean']:.4f}"
-                card["training"]["validation_dice"] = {k: round(v, 4) for k, v in scores.items()}
+                means = scores["mean"]
+                for region, value in means.items():
+                    row["val_dice" if region == "wt" else f"val_dice_{region}"] = f"{value:.4f}"
+                card["training"]["validation_dice"] = {case: {r: round(v, 4) for r, v in per.items()}
+                                                       for case, per in scores.items()}
                 if bar is not None:
-                    bar.write(f"iteration {done}: validation Dice {scores['mean']:.4f}")
+                    bar.write(f"iteration {done}: validation Dice " +
+                              ", ".join(f"{r.upper()} {v:.4f}" for r, v in means.items()))
             if row is not None:
                 log_rows.append(row)
             if done % options.checkpoint_every == 0 or done == options.iterations:

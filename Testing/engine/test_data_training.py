@@ -26,7 +26,9 @@ def dataset() -> SliceDataset:
 
 
 def batch(dataset, seed, **kwargs):
-    return dataset.sample_batch(torch.Generator().manual_seed(seed), **{"batch_size": 8, **kwargs})
+    """(images, masks) of a random batch."""
+    drawn = dataset.sample_batch(torch.Generator().manual_seed(seed), **{"batch_size": 8, **kwargs})
+    return drawn.images, drawn.masks
 
 
 def test_slices_and_tumour_index(dataset):
@@ -36,8 +38,8 @@ def test_slices_and_tumour_index(dataset):
     assert 0 < len(dataset.tumour_slices) < len(dataset)
     for index in range(len(dataset)):
         images, label, brain = dataset.full_slice(index)
-        assert images.dtype == torch.float32 and images.shape[0] == 2 and label.shape == brain.shape
-        assert all(n % 16 == 0 for n in label.shape)
+        assert images.dtype == torch.float32 and images.shape[0] == 2 and label.shape == (1, *brain.shape)
+        assert all(n % 16 == 0 for n in brain.shape)
         assert bool(label.any()) == (index in dataset.tumour_slices)
 
 
@@ -66,8 +68,8 @@ def test_same_generator_state_gives_the_same_batch(dataset):
     rebuilt = SliceDataset(small_cases(), MODS, PRE, size_multiple=16)  # as after a training restart
     replay = rebuilt.sample_batch(torch.Generator().manual_seed(99), 6, augment=True)
     for other in (again, replay):
-        assert torch.equal(first[0], other[0]) and torch.equal(first[1], other[1])
-    assert not torch.equal(first[0], follow_up[0])
+        assert torch.equal(first.images, other.images) and torch.equal(first.masks, other.masks)
+    assert not torch.equal(first.images, follow_up.images)
 
 
 def test_large_crop_holds_whole_slices_without_augmentation(dataset):
@@ -120,3 +122,57 @@ def test_bad_arguments(dataset):
     case.label = None
     with pytest.raises(DiffSegInputError, match="training case nolabel has no label"):
         SliceDataset([case], MODS, PRE, 16)
+
+
+FOUR = ("flair", "t1", "t1ce", "t2")
+REGIONS = ("wt", "tc", "et")
+
+
+def region_cases():
+    """Two four-sequence phantoms (BraTS labels), one FLAIR + T1 phantom with a whole-tumour-only label."""
+    cases = [make_phantom(seed, shape=(48, 56, 20), spacing=(1.0, 1.0, 2.0), modalities=FOUR).to_case(f"full{seed}")
+             for seed in (5, 6)]
+    partial = make_phantom(7, shape=(48, 56, 20), spacing=(1.0, 1.0, 2.0), modalities=("flair", "t1")).to_case("wt_only")
+    partial.label_map = partial.label.copy()  # a binary label file: whole tumour only
+    return cases + [partial]
+
+
+@pytest.fixture(scope="module")
+def region_dataset() -> SliceDataset:
+    return SliceDataset(region_cases(), FOUR, PRE, 16, regions=REGIONS, optional=("t1", "t1ce", "t2"))
+
+
+def test_region_masks_are_nested_and_follow_the_brats_labels(region_dataset):
+    drawn = region_dataset.sample_batch(torch.Generator().manual_seed(0), 16, crop=32, tumour_fraction=1.0,
+                                        augment=False)
+    assert drawn.masks.shape == (16, 3, 32, 32)
+    inside = drawn.masks > 0
+    assert bool((inside[:, 0] >= inside[:, 1]).all() and (inside[:, 1] >= inside[:, 2]).all())  # WT ⊇ TC ⊇ ET
+    full = drawn.weights[:, 2] == 1
+    assert inside[full, 2].any() and inside[full, 1].sum() > inside[full, 2].sum()
+    case = region_cases()[0]
+    prepared = prepare_volume(case, FOUR, PRE, 16, regions=REGIONS)
+    restored = prepared.restore(prepared.region_label[:, 2])
+    selected = np.take(case.label_map == 4, prepared.source_slices, prepared.frame.slice_axis)
+    assert np.array_equal(np.take(restored, prepared.source_slices, prepared.frame.slice_axis) > 0.5, selected)
+
+
+def test_whole_tumour_only_labels_weigh_only_the_wt_channel(region_dataset):
+    drawn = region_dataset.sample_batch(torch.Generator().manual_seed(1), 24, crop=32)
+    partial = drawn.present[:, 2] == 0  # no T1ce: only the FLAIR + T1 case, with or without drop-out
+    assert set(map(tuple, drawn.weights.tolist())) <= {(1.0, 0.0, 0.0), (1.0, 1.0, 1.0)}
+    wt_only = drawn.weights[:, 1] == 0
+    assert wt_only.any() and bool((drawn.present[wt_only][:, 2:] == 0).all())  # that case has no T1ce, no T2
+    assert bool((drawn.masks[wt_only][:, 1:] < 0).all())  # its unannotated channels hold no region
+    assert partial.any()
+
+
+def test_sequence_dropout_zeroes_only_optional_modalities(region_dataset):
+    kept = region_dataset.sample_batch(torch.Generator().manual_seed(2), 64, crop=32, modality_dropout=0.0)
+    dropped = region_dataset.sample_batch(torch.Generator().manual_seed(2), 64, crop=32, modality_dropout=1.0)
+    assert bool(dropped.present[:, 0].all())  # FLAIR is required: never dropped
+    assert dropped.present.sum() < kept.present.sum()
+    assert bool((dropped.present <= kept.present).all())  # same draws: drop-out only removes
+    absent = ~dropped.present
+    assert float(dropped.images.permute(1, 0, 2, 3)[absent.T].abs().sum()) == 0.0
+    assert torch.equal(dropped.masks, kept.masks)

@@ -19,29 +19,36 @@ from DiffSegExtension.data.training_data import SliceDataset
 from DiffSegExtension.diffusion.losses import hybrid_loss
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.model_card import load_model
-from DiffSegExtension.network import DenoisingUNet
+from DiffSegExtension.network import DenoisingUNet, condition_input
 from testing_utils import engine_env
 
 TRAIN_ARGS = ["--modalities", "flair", "--preset", "tiny", "--batch-size", "2", "--crop", "32", "--val-fraction", "0",
               "--log-every", "1", "--progress", "none", "--warmup", "1"]
 
 
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch(phantom_cases):
-    config = preset("tiny", ["flair", "t1ce"])
+@pytest.mark.parametrize("regions", [("wt",), ("wt", "tc", "et")])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(phantom_cases, regions):
+    config = preset("tiny", ["flair", "t1ce"], regions=regions, optional_modalities=("t1ce",))
     cases = [load_case(c, config.modalities, with_label=True) for c in list_cases(phantom_cases)[:2]]
-    data = SliceDataset(cases, config.modalities, config.preprocess, config.network.size_multiple)
+    data = SliceDataset(cases, config.modalities, config.preprocess, config.network.size_multiple,
+                        regions=regions, optional=("t1ce",))
     g = torch.Generator().manual_seed(0)
-    images, masks = data.sample_batch(g, 8, 32, augment=False, tumour_fraction=1.0)
+    batch = data.sample_batch(g, 8, 32, augment=False, tumour_fraction=1.0, modality_dropout=0.5)
+    masks = batch.masks
+    assert masks.shape[1] == len(regions) and not bool(batch.present[:, 1].all())
     t = torch.randint(0, 1000, (8,), generator=g)
     noise = torch.randn(masks.shape, generator=g)
     schedule = NoiseSchedule.from_config(config.diffusion)
     x_t = schedule.q_sample(masks, t, noise)
+    condition = condition_input(config.network, batch.images, batch.present)
     torch.manual_seed(0)
     net = DenoisingUNet(config.network)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
 
     def loss():
-        return hybrid_loss(schedule, net(torch.cat([images, x_t], 1), t), masks, x_t, t, noise)["loss"].mean()
+        output = net(torch.cat([condition, x_t], 1), t)
+        assert output.shape[1] == 2 * len(regions)
+        return hybrid_loss(schedule, output, masks, x_t, t, noise, batch.weights)["loss"].mean()
 
     before = loss().item()
     for _ in range(30):

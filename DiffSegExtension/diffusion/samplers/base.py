@@ -47,6 +47,6 @@ class Sampler(ABC):
     def step(self, model_output: torch.Tensor, k: int, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         """One reverse step from index k to k−1.
 
-        model_output (B, C, H, W): channel 0 = ε̂, channel 1 (if present) = learned-variance v.
-        x (B, 1, H, W): the current sample. Returns (B, 1, H, W).
+        model_output (B, R or 2R, H, W): the first R channels = ε̂ per region, the next R (if present) =
+        learned-variance v per region. x (B, R, H, W): the current sample. Returns (B, R, H, W).
         """

@@ -15,7 +15,7 @@ class DDIMSampler(Sampler):
         self.eta = float(eta)
 
     def step(self, model_output, k, x, generators):
-        x0 = self.predict_x0(model_output[:, :1], k, x)
+        x0 = self.predict_x0(model_output[:, :x.shape[1]], k, x)
         if k == 0:
             return x0
         t = torch.full((x.shape[0],), k, dtype=torch.long)

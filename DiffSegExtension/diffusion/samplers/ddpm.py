@@ -13,12 +13,12 @@ class DDPMSampler(Sampler):
 
     def step(self, model_output, k, x, generators):
         t = torch.full((x.shape[0],), k, dtype=torch.long)
-        x0 = self.predict_x0(model_output[:, :1], k, x)
+        x0 = self.predict_x0(model_output[:, :x.shape[1]], k, x)
         mean = self.schedule.posterior_mean(x0, x, t)
         if k == 0:
             return mean
-        if model_output.shape[1] > 1:
-            log_var = self.schedule.learned_log_variance(model_output[:, 1:2], t)
+        if model_output.shape[1] > x.shape[1]:
+            log_var = self.schedule.learned_log_variance(model_output[:, x.shape[1]:2 * x.shape[1]], t)
         else:
             log_var = self.schedule._at(self.schedule.posterior_log_variance_clipped, t, x)
         return mean + torch.exp(0.5 * log_var) * per_sample_noise(x, generators)

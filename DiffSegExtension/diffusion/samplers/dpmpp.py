@@ -25,7 +25,7 @@ class DPMSolverPP2MSampler(Sampler):
         self._previous: tuple[int, torch.Tensor] | None = None  # (k, x̂_0) of the last step
 
     def step(self, model_output, k, x, generators):
-        x0 = self.predict_x0(model_output[:, :1], k, x)
+        x0 = self.predict_x0(model_output[:, :x.shape[1]], k, x)
         if k == 0:
             return x0
         s, t = k, k - 1
