@@ -123,6 +123,14 @@ class LoadedModel:
         return self.config.modalities
 
     @property
+    def optional_modalities(self) -> tuple[str, ...]:
+        return self.config.network.optional_modalities
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return self.config.network.regions
+
+    @property
     def inference_defaults(self) -> dict[str, Any]:
         return {**DEFAULT_INFERENCE, **self.card.get("inference_defaults", {})}
 

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
               f"× {args.members} members", flush=True)
         seg = segment_case(model, case, options, Progress("tqdm"))
         outputs = write_outputs(seg, case, tmp / "segmentation", {"name": model.name, "modalities": list(model.modalities)})
-    score = dice(seg.mask, case.label)
-    distance = hd95(seg.mask, case.label, spacing_from_affine(case.affine))
+    score = dice(seg.mask[0], case.label)
+    distance = hd95(seg.mask[0], case.label, spacing_from_affine(case.affine))
     print(f"Dice vs truth {score:.3f}, HD95 {distance:.1f} mm, {seg.seconds:.1f} s segmenting, "
           f"{time.perf_counter() - started:.1f} s in all")
     for name, path in outputs.items():

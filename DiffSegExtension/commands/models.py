@@ -19,6 +19,9 @@ def run(args: argparse.Namespace) -> int:
     for folder in folders:
         card = read_model_card(folder)
         defaults = card.get("inference_defaults", {})
-        print(f"{folder.name:16s} inputs: {', '.join(card['modalities']):24s} {card.get('title', '')}")
+        optional = set(card.get("optional_modalities", []))
+        inputs = ", ".join(m + (" (optional)" if m in optional else "") for m in card["modalities"])
+        regions = ", ".join(r.upper() for r in card.get("regions", ["wt"]))
+        print(f"{folder.name:16s} inputs: {inputs}  regions: {regions}  {card.get('title', '')}")
         print(f"{'':16s} defaults: {defaults}  use: {card.get('intended_use', '')}")
     return 0

@@ -31,19 +31,23 @@ def add_parser(sub) -> None:
     p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
                    help="json: one machine-readable line per sampler step on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--qubrats", action="store_true",
+                   help="also write QU-BraTS uncertainty maps (<case>_unc_whole/core/enhance.nii.gz, 0 certain … 100)")
     p.set_defaults(handler=run)
 
 
-def _explicit_files(args, modalities) -> dict[str, Path]:
+def _explicit_files(args, modalities, optional=()) -> dict[str, Path]:
     given = {m: getattr(args, m) for m in KNOWN_MODALITIES if getattr(args, m) is not None}
     unknown = sorted(set(given) - set(modalities))
     if unknown:
         raise DiffSegInputError(f"the model uses {', '.join(modalities)}; --{' --'.join(unknown)} is not one of its inputs: "
                                 "drop it or choose a model that uses it (`diffseg models`)")
-    missing = [m for m in modalities if m not in given]
+    missing = [m for m in modalities if m not in given and m not in optional]
     if missing:
-        raise DiffSegInputError(f"the model needs {', '.join(modalities)}: add --{' --'.join(missing)} <file>")
-    return {m: given[m] for m in modalities}
+        required = [m for m in modalities if m not in optional]
+        extra = f" (optional: {', '.join(optional)})" if optional else ""
+        raise DiffSegInputError(f"the model needs {', '.join(required)}{extra}: add --{' --'.join(missing)} <file>")
+    return {m: given[m] for m in modalities if m in given}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if explicit == (args.input is not None):
         raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
     if explicit:
-        jobs = [(_explicit_files(args, model.modalities), args.out)]
+        jobs = [(_explicit_files(args, model.modalities, model.optional_modalities), args.out)]
     else:
         cases = list_cases(args.input)
         single = cases == [Path(args.input)]
@@ -66,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     outputs = {}
     for source, out in jobs:
-        case = load_case(source, model.modalities)
+        case = load_case(source, model.modalities, optional=model.optional_modalities)
         progress.log(f"segmenting {case.name} ({' × '.join(map(str, case.shape))} voxels) with model '{model.name}'")
         seg = segment_case(model, case, options, progress)
         outputs = write_outputs(seg, case, out, {"name": model.name, "folder": str(model.folder),
-                                                 "modalities": list(model.modalities)}, overwrite=args.overwrite)
-        progress.log(f"{case.name}: {int(seg.mask.sum())} tumour voxels, {seg.seconds:.1f} s → {out}")
+                                                 "modalities": list(model.modalities)}, overwrite=args.overwrite,
+                                qubrats=args.qubrats)
+        progress.log(f"{case.name}: {int(seg.mask[0].sum())} tumour voxels, {seg.seconds:.1f} s → {out}")
     progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))
     return 0

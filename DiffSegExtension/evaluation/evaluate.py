@@ -14,35 +14,50 @@ from DiffSegExtension.evaluation.metrics import (auroc, dice, hd95, reliability,
                                                  uncertainty_error_overlap)
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import Segmentation, SegmentOptions, segment_case
+from DiffSegExtension.evaluation.qubrats import qubrats_scores
 from DiffSegExtension.model_card import LoadedModel
+from DiffSegExtension.regions import REGION_TITLES, annotated_regions, region_masks
 
-COLUMNS = ["case", "dice", "hd95_mm", "auroc_uncertainty_error", "ueo", "ueo_max", "ece", "truth_ml", "predicted_ml",
-           "slices", "passes_per_slice", "seconds"]
+COLUMNS = ["case", "region", "dice", "hd95_mm", "auroc_uncertainty_error", "qu_dice_auc", "qu_ftp_auc", "qu_ftn_auc",
+           "qu_score", "ueo", "ueo_max", "ece", "truth_ml", "predicted_ml", "slices", "passes_per_slice", "seconds"]
 
 
-def case_metrics(seg: Segmentation, case: Case) -> dict[str, float]:
-    """Metrics of one segmentation against ``case.label`` on the whole volume.
+def case_metrics(seg: Segmentation, case: Case) -> list[dict]:
+    """Metrics of one segmentation against the case's label, one row per region its label annotates.
 
-    Uncertainty and calibration metrics are computed inside the brain of the sampled slices.
+    Voxel-level uncertainty (AUROC of the member variance for voxel error, UEO), calibration and the
+    QU-BraTS filtered ratios are computed inside the brain of the sampled slices; the QU-BraTS map is
+    the one ``diffseg segment --qubrats`` writes (100 × entropy).
     """
-    truth = case.label.astype(bool)
-    mask = seg.mask.astype(bool)
+    from DiffSegExtension.inference.outputs import qubrats_uncertainty
+
+    label_map = case.label_map if case.label_map is not None else case.label
+    truths = dict(zip(seg.regions, region_masks(label_map, seg.regions).astype(bool)))
     brain = seg.prepared.restore(seg.prepared.brain.float()) > 0.5
-    error = mask != truth
     voxel_ml = abs(np.linalg.det(case.affine[:3, :3])) / 1000.0
-    return {
-        "case": case.name,
-        "dice": dice(mask, truth),
-        "hd95_mm": hd95(mask, truth, spacing_from_affine(case.affine)),
-        "auroc_uncertainty_error": auroc(seg.uncertainty[brain], error[brain]),
-        **uncertainty_error_overlap(seg.uncertainty[brain], error[brain]),
-        "ece": reliability(seg.probability[brain], truth[brain])["ece"],
-        "truth_ml": float(truth.sum() * voxel_ml),
-        "predicted_ml": float(mask.sum() * voxel_ml),
-        "slices": len(seg.prepared.source_slices),
-        "passes_per_slice": seg.options.members * seg.options.steps,
-        "seconds": seg.seconds,
-    }
+    qu_maps = qubrats_uncertainty(seg)
+    rows = []
+    for r, region in enumerate(seg.regions):
+        if region not in annotated_regions(label_map):
+            continue
+        truth, mask, uncertainty = truths[region], seg.mask[r].astype(bool), seg.uncertainty[r]
+        error = mask != truth
+        rows.append({
+            "case": case.name,
+            "region": region,
+            "dice": dice(mask, truth),
+            "hd95_mm": hd95(mask, truth, spacing_from_affine(case.affine)),
+            "auroc_uncertainty_error": auroc(uncertainty[brain], error[brain]),
+            **qubrats_scores(truth, mask, qu_maps[r], brain),
+            **uncertainty_error_overlap(uncertainty[brain], error[brain]),
+            "ece": reliability(seg.probability[r][brain], truth[brain])["ece"],
+            "truth_ml": float(truth.sum() * voxel_ml),
+            "predicted_ml": float(mask.sum() * voxel_ml),
+            "slices": len(seg.prepared.source_slices),
+            "passes_per_slice": seg.options.members * seg.options.steps,
+            "seconds": seg.seconds,
+        })
+    return rows
 
 
 def evaluate_cases(model: LoadedModel, cases: list[Case], options: SegmentOptions, progress: Progress | None = None,
@@ -51,16 +66,16 @@ def evaluate_cases(model: LoadedModel, cases: list[Case], options: SegmentOption
     rows, kept = [], []
     for case in cases:
         seg = segment_case(model, case, options, progress)
-        rows.append(case_metrics(seg, case))
+        rows.extend(case_metrics(seg, case))
         if keep:
             kept.append(seg)
     return rows, kept
 
 
 def summarise(rows: list[dict]) -> dict[str, float]:
-    """Mean of each numeric column over cases (NaN-aware: a case with an undefined value is skipped)."""
+    """Mean of each numeric column over rows (NaN-aware: a row with an undefined value is skipped)."""
     out = {}
-    for column in COLUMNS[1:]:
+    for column in COLUMNS[2:]:
         values = [r[column] for r in rows if isinstance(r[column], (int, float)) and not math.isnan(r[column])]
         out[column] = float(np.mean(values)) if values else float("nan")
     return out
@@ -73,11 +88,17 @@ def _fmt(value) -> str:
 
 
 def markdown_table(rows: list[dict], columns: list[str] = COLUMNS) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
-    mean = {"case": "**mean**", **summarise(rows)}
-    lines.append("| " + " | ".join(_fmt(mean[c]) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    """One table per region (in the rows' order), each with a mean row."""
+    tables = []
+    for region in dict.fromkeys(r["region"] for r in rows):
+        part = [r for r in rows if r["region"] == region]
+        lines = [f"**{region.upper()}** ({REGION_TITLES[region]})", "",
+                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in part]
+        mean = {"case": "**mean**", "region": region, **summarise(part)}
+        lines.append("| " + " | ".join(_fmt(mean[c]) for c in columns) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"
 
 
 def write_report(rows: list[dict], out_dir: Path, header: str = "") -> tuple[Path, Path]:

@@ -14,6 +14,7 @@ from DiffSegExtension.data.loading import Case
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.overview import render_overview
 from DiffSegExtension.inference.segment import Segmentation
+from DiffSegExtension.regions import QUBRATS_NAMES, output_labels
 
 OUTPUT_FILES = {
     "segmentation": "segmentation.nii.gz",
@@ -23,6 +24,27 @@ OUTPUT_FILES = {
     "overview": "overview.png",
     "summary": "summary.json",
 }
+#: Per-region maps of the inner regions; the whole tumour's keep the names above.
+MAP_KINDS = ("probability", "uncertainty", "entropy")
+
+
+def region_output_files(regions: tuple[str, ...]) -> dict[str, str]:
+    """Output name → file for a model with ``regions``: the WT maps as ``probability.nii.gz`` …, the inner
+    regions' as ``probability_tc.nii.gz`` … (key ``probability_tc`` …)."""
+    files = dict(OUTPUT_FILES)
+    for region in regions[1:]:
+        files.update({f"{kind}_{region}": f"{kind}_{region}.nii.gz" for kind in MAP_KINDS})
+    return files
+
+
+def qubrats_uncertainty(seg: Segmentation) -> np.ndarray:
+    """(R, ...) uint8 uncertainty in the QU-BraTS format: 0 = certain … 100 = most uncertain (100 × entropy)."""
+    return np.rint(np.clip(seg.entropy, 0.0, 1.0) * 100.0).astype(np.uint8)
+
+
+def qubrats_files(case_name: str, regions: tuple[str, ...]) -> dict[str, str]:
+    """``qubrats_<region>`` → ``<case>_unc_whole.nii.gz`` / ``_unc_core`` / ``_unc_enhance`` (the challenge's names)."""
+    return {f"qubrats_{r}": f"{case_name}_unc_{QUBRATS_NAMES[r]}.nii.gz" for r in regions}
 
 
 def check_output_folder(out_dir: Path, overwrite: bool) -> None:
@@ -40,17 +62,33 @@ def like_reference(data: np.ndarray, case: Case, dtype) -> nib.Nifti1Image:
     return image
 
 
-def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: dict, overwrite: bool = False) -> dict[str, str]:
-    """Write all outputs into ``out_dir`` at once (a temp folder renamed into place); return their paths."""
+def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: dict, overwrite: bool = False,
+                  qubrats: bool = False) -> dict[str, str]:
+    """Write all outputs into ``out_dir`` at once (a temp folder renamed into place); return their paths.
+
+    The label map, per-region probability / uncertainty (variance) / entropy, the overview and
+    ``summary.json`` (with each region's volume in ml); with ``qubrats`` also the QU-BraTS uncertainty maps.
+    """
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
+    files = region_output_files(seg.regions)
+    if qubrats:
+        files.update(qubrats_files(case.name, seg.regions))
+    voxel_ml = abs(np.linalg.det(case.affine[:3, :3])) / 1000.0
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        nib.save(like_reference(seg.mask, case, np.uint8), tmp / OUTPUT_FILES["segmentation"])
-        for name in ("probability", "uncertainty", "entropy"):
-            nib.save(like_reference(getattr(seg, name), case, np.float32), tmp / OUTPUT_FILES[name])
-        render_overview(tmp / OUTPUT_FILES["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
-        summary = {"case": case.name, "model": model_summary, "diffseg_version": __version__, **seg.summary(),
-                   "tumour_voxels": int(seg.mask.sum()),
-                   "tumour_volume_ml": float(seg.mask.sum() * abs(np.linalg.det(case.affine[:3, :3])) / 1000.0)}
-        (tmp / OUTPUT_FILES["summary"]).write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return {name: str(out_dir / file) for name, file in OUTPUT_FILES.items()}
+        nib.save(like_reference(seg.label_map, case, np.uint8), tmp / files["segmentation"])
+        for i, region in enumerate(seg.regions):
+            suffix = "" if i == 0 else f"_{region}"
+            for kind in MAP_KINDS:
+                nib.save(like_reference(getattr(seg, kind)[i], case, np.float32), tmp / files[kind + suffix])
+        if qubrats:
+            for region, volume in zip(seg.regions, qubrats_uncertainty(seg)):
+                nib.save(like_reference(volume, case, np.uint8), tmp / files[f"qubrats_{region}"])
+        render_overview(tmp / files["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
+        summary = {"case": case.name, "model": model_summary, "diffseg_version": __version__,
+                   **seg.summary(voxel_ml), "output_labels": {str(k): v for k, v in output_labels(seg.regions).items()},
+                   "files": files,
+                   # Kept for readers of earlier summaries: the whole tumour.
+                   "tumour_voxels": int(seg.mask[0].sum()), "tumour_volume_ml": float(seg.mask[0].sum() * voxel_ml)}
+        (tmp / files["summary"]).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return {name: str(out_dir / file) for name, file in files.items()}

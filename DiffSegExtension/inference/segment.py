@@ -18,6 +18,8 @@ from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.model_card import LoadedModel
+from DiffSegExtension.network import condition_input
+from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions, nest
 
 
 @dataclass
@@ -50,24 +52,34 @@ def _unit_diffusion(timesteps: int):
 
 @dataclass
 class Segmentation:
-    """Results on the input's voxel grid (same shape and axis order as ``case.reference``).
+    """Results on the input's voxel grid (same shape and axis order as ``case.reference``), per region.
 
-    probability float32 [0, 1]; mask uint8 {0, 1} (probability ≥ 0.5); uncertainty float32
-    [0, 0.25] (member variance); entropy float32 [0, 1] bits. ``members`` (N, S, H, W) uint8 and
-    ``prepared`` keep the sampled slices in the network's layout (for figures and evaluation).
+    ``regions``: the model's region codes (WT first). Per region r (leading axis R): probability
+    float32 [0, 1] (fraction of members); mask uint8 {0, 1} (probability ≥ 0.5); uncertainty float32
+    [0, 0.25] (member variance); entropy float32 [0, 1] bits. Members are nested (WT ⊇ TC ⊇ ET) before
+    aggregation, so probabilities and masks are nested too. ``label_map`` uint8: BraTS labels (4 ET,
+    1 TC − ET, 2 WT − TC) for a region model, {0, 1} for a whole-tumour model. ``members``
+    (N, S, R, H, W) uint8 and ``prepared`` keep the sampled slices in the network's layout.
     """
 
+    regions: tuple[str, ...]
     probability: np.ndarray
     mask: np.ndarray
     uncertainty: np.ndarray
     entropy: np.ndarray
+    label_map: np.ndarray
     members: torch.Tensor
     prepared: PreparedVolume
     seconds: float
     passes: int
     options: SegmentOptions
 
-    def summary(self) -> dict:
+    def region(self, name: str) -> int:
+        """Index of region ``name`` along the leading axis."""
+        return self.regions.index(name)
+
+    def summary(self, voxel_ml: float) -> dict:
+        """Run facts and each region's volume in ml (``voxel_ml``: one voxel's volume in ml)."""
         source = self.prepared.source_slices
         return {
             "options": {k: v for k, v in asdict(self.options).items() if k != "slice_range"},
@@ -77,6 +89,10 @@ class Segmentation:
             "network_passes": self.passes,
             "passes_per_slice": self.options.members * self.options.steps,
             "seconds": round(self.seconds, 3),
+            "modalities_used": [m for m, here in zip(self.prepared.modalities, self.prepared.present) if here],
+            "regions": {r: {"title": REGION_TITLES[r], "voxels": int(self.mask[i].sum()),
+                            "volume_ml": round(float(self.mask[i].sum() * voxel_ml), 3)}
+                        for i, r in enumerate(self.regions)},
         }
 
 
@@ -107,8 +123,9 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     progress = progress or Progress("none")
     options.check(model.config.diffusion.timesteps)
     started = time.perf_counter()
-    prepared = prepare_volume(case, model.modalities, model.config.preprocess, model.config.network.size_multiple,
-                              slice_range=options.slice_range)
+    net = model.config.network
+    prepared = prepare_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
+                              slice_range=options.slice_range, regions=net.regions, optional=net.optional_modalities)
     device = resolve_device(options.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -118,28 +135,39 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     batch = options.batch_size or default_batch_size(device, height, width)
     passes = passes_needed(count, options.members, options.steps, batch)
     progress.start(passes, f"{case.name}: {count} slices × {options.members} members, {options.sampler} {options.steps} steps")
+    present = torch.tensor(prepared.present).expand(count, -1)
     members = sample_ensemble(
-        network, NoiseSchedule.from_config(model.config.diffusion), prepared.images, prepared.source_slices,
-        members=options.members, sampler=options.sampler, steps=options.steps, seed=options.seed,
-        batch_size=batch, device=device, on_step=progress.advance, sampler_options=options.sampler_options,
+        network, NoiseSchedule.from_config(model.config.diffusion), condition_input(net, prepared.images, present),
+        prepared.source_slices, members=options.members, sampler=options.sampler, steps=options.steps,
+        seed=options.seed, batch_size=batch, device=device, on_step=progress.advance,
+        sampler_options=options.sampler_options, regions=len(net.regions),
     )
     progress.close()
-    members &= prepared.brain.to(torch.uint8)  # a tumour lies inside the brain
-    seg = segmentation_from_members(prepared, members, options, passes)
+    seg = segmentation_from_members(prepared, members, options, passes, net.regions)
     seg.seconds = time.perf_counter() - started
     return seg
 
 
 def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions,
-                              passes: int) -> Segmentation:
-    """Aggregate members (N, S, H, W) {0, 1} and restore the maps to the input grid (``seconds`` left 0)."""
+                              passes: int, regions: tuple[str, ...] = ("wt",)) -> Segmentation:
+    """Members (N, S, R, H, W) {0, 1} → nested, limited to the brain, aggregated per region and restored to
+    the input grid (``seconds`` left 0)."""
+    members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain
+    members = torch.from_numpy(nest(members.numpy().swapaxes(0, 2))).swapaxes(0, 2).contiguous()
     result = aggregate(members)
-    probability = prepared.restore(result.probability).astype(np.float32)
+
+    def restore(maps: torch.Tensor) -> np.ndarray:  # (S, R, H, W) → (R, *input shape)
+        return np.stack([prepared.restore(maps[:, r]) for r in range(maps.shape[1])]).astype(np.float32)
+
+    probability = restore(result.probability)
+    mask = (probability >= 0.5).astype(np.uint8)
     return Segmentation(
+        regions=tuple(regions),
         probability=probability,
-        mask=(probability >= 0.5).astype(np.uint8),
-        uncertainty=prepared.restore(result.uncertainty).astype(np.float32),
-        entropy=prepared.restore(result.entropy).astype(np.float32),
+        mask=mask,
+        uncertainty=restore(result.uncertainty),
+        entropy=restore(result.entropy),
+        label_map=label_map_from_regions(mask, regions),
         members=members,
         prepared=prepared,
         seconds=0.0,
