@@ -1,0 +1,93 @@
+"""Build the bundled four-sequence region model ``Resources/Models/brats-regions`` from ../shared/data.
+
+    python scripts/build_brats_regions_model.py [--iterations 12000] [--work runs/brats-regions]
+
+Input: FLAIR (required) + T1, T1ce, T2 (optional: sequence drop-out with presence indicators).
+Output: the nested BraTS regions whole tumour, tumour core, enhancing tumour.
+
+Split by SUBJECT, fixed before training: 5 validation subjects drawn with
+``numpy.random.default_rng(2026).choice(eligible, 5)`` from the 17 ``brats2018_4mod`` subjects that the
+FLAIR-only model ``brats-flair`` never saw in training (so both can be compared on the same unseen
+subjects). Training: the other 14 ``brats2018_4mod`` volumes (four sequences, BraTS labels), the 6
+``brats2018_flair_t1`` volumes that are not copies of a 4-sequence subject (FLAIR + T1, whole-tumour
+labels: they train the WT channel only, and the missing-sequence path), and the 2 ``brats2015_flair_t1ce``
+volumes that are not copies (FLAIR + T1ce, BraTS 2013 labels: all three regions). The MSD patches are
+not used: they are 16-slice crops of one subject, normalised over a partial field of view.
+If the build is interrupted, run it again: training resumes bit for bit from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from DiffSegExtension.cli import main as diffseg
+from model_build import export_and_validate
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+FOUR = DATA / "brats2018_4mod"
+VALIDATION = ["Brats18_2013_11_1", "Brats18_2013_23_1", "Brats18_CBICA_AQP_1", "Brats18_TCIA01_201_1",
+              "Brats18_TCIA01_425_1"]
+# Copies of 4-sequence subjects in other folders (../shared/data/README.md): left out, the 4-sequence copy is used.
+DUPLICATES = {"brats2018_flair_t1": ["Brats18_CBICA_ARW_1"],
+              "brats2015_flair_t1ce": ["brats_2013_pat0004_1", "brats_2013_pat0006_1"]}
+
+
+def training_inputs() -> list[Path]:
+    """The folders given to ``diffseg train --data``: the 4-sequence root, then single extra case folders."""
+    extra = [case for folder, skip in DUPLICATES.items() for case in sorted((DATA / folder).iterdir())
+             if case.is_dir() and case.name not in skip]
+    return [FOUR, *extra]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=12000)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "brats-regions")
+    parser.add_argument("--out", type=Path, default=REPO / "Resources" / "Models" / "brats-regions")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--train-only", action="store_true", help="stop after training (export later)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 leaves a core free)")
+    args = parser.parse_args()
+    run = args.work / "run"
+    train_args = ["train", "--data", *map(str, training_inputs()), "--modalities", "flair", "t1", "t1ce", "t2",
+                  "--optional-modalities", "t1", "t1ce", "t2", "--regions", "wt", "tc", "et", "--preset", "small",
+                  "--prediction", "v", "--out", str(run), "--iterations", str(args.iterations), "--batch-size", "16",
+                  "--crop", "128", "--lr", "3e-4", "--warmup", "200", "--val-cases", *VALIDATION,
+                  "--val-every", "1000", "--checkpoint-every", "250", "--device", args.device, "--name", "brats-regions",
+                  "--progress", "none"] + (["--threads", str(args.threads)] if args.threads else [])
+    if (run / "model.json").exists():
+        train_args.append("--resume")
+    started = time.perf_counter()
+    assert diffseg(train_args) == 0
+    if args.train_only:
+        return
+    trained = json.loads((run / "model.json").read_text())
+    card = {
+        "name": "brats-regions",
+        "title": "Tumour regions (whole tumour, core, enhancing) from FLAIR + optional T1/T1ce/T2 (small preset)",
+        "intended_use": "Research use only, not for clinical decisions. Input: skull-stripped, co-registered MRI of an "
+                        "adult brain with a glioma (BraTS-like preprocessing): FLAIR required, T1, T1ce and T2 optional. "
+                        "Output: BraTS regions and labels (2 edema, 1 necrotic / non-enhancing core, 4 enhancing). "
+                        "Trained on 22 subjects only: expect failures on other scanners, protocols and pathologies.",
+        "inference_defaults": {"sampler": "dpmpp", "steps": 10, "members": 5},
+        "data_sources": {
+            "brats2018_4mod": "BraTS 2018 training cases (Menze 2015; Bakas 2017, 2018), research use",
+            "brats2018_flair_t1": "BraTS 2018 training cases (whole-tumour labels), research use",
+            "brats2015_flair_t1ce": "BraTS 2015 / 2013 HGG cases via the DeepMedic examples, CC BY-NC-SA 3.0",
+        },
+        "training_hardware": f"CPU (2 cores), {trained['training']['seconds'] / 3600:.2f} h for "
+                             f"{trained['training']['iteration']} iterations",
+    }
+    if args.out.exists():  # a bundled model folder holds exactly what this build exports
+        shutil.rmtree(args.out)
+    export_and_validate(run, args.out, card, [FOUR], VALIDATION, args.work, args.device)
+    print(f"done in {(time.perf_counter() - started) / 3600:.2f} h")
+
+
+if __name__ == "__main__":
+    main()
