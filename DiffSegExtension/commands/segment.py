@@ -9,6 +9,7 @@ from pathlib import Path
 from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, distributed_share,
                                               parse_slice_range, sampling_options)
 from DiffSegExtension.config import KNOWN_MODALITIES
+from DiffSegExtension.data.input_checks import input_warnings
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.modalities import list_cases
 from DiffSegExtension.errors import DiffSegInputError
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = {}
     for source, out in jobs:
         case = load_case(source, model.modalities, optional=model.optional_modalities)
+        for warning in input_warnings(case.images, case.affine):
+            progress.warn(f"{case.name}: {warning}")
         progress.log(f"segmenting {case.name} ({' × '.join(map(str, case.shape))} voxels) with model '{model.name}'")
         seg = segment_case(model, case, options, progress)
         outputs = write_outputs(seg, case, out, {"name": model.name, "folder": str(model.folder),

@@ -42,6 +42,13 @@ class Progress:
 
             tqdm.write(message, file=sys.stderr)
 
+    def warn(self, message: str) -> None:
+        """A warning people must see whatever the mode: a ``log`` event in json mode, else a line on stderr."""
+        if self.mode == "json":
+            self.emit("log", message=f"warning: {message}")
+        else:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def start(self, total: int, message: str) -> None:
         """Begin a stage of ``total`` steps."""
         self.total, self.done, self.message = int(total), 0, message

@@ -82,3 +82,17 @@ def test_batch_mode_segments_a_folder_of_cases(tmp_path, tiny_run, phantom_cases
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["phantom0", "phantom1", "phantom2", "phantom3"]
     assert all((out / c / "segmentation.nii.gz").is_file() for c in ("phantom0", "phantom3"))
+
+
+def test_suspicious_inputs_warn_before_the_run_but_do_not_stop_it(tmp_path, tiny_run):
+    """A head with noisy air (not skull-stripped) warns on stderr, names the sequence, and still segments."""
+    phantom = make_phantom(3, shape=(48, 48, 16), modalities=("flair", "t1ce"))
+    rng = np.random.default_rng(0)
+    phantom.images["flair"] = phantom.images["flair"] + rng.uniform(5, 40, phantom.shape).astype(np.float32)
+    case = write_phantom_case(tmp_path, "noisy", phantom)
+    done = run_engine("segment", "--model", tiny_run, "--input", case, "--out", tmp_path / "out", "--members", 1,
+                      "--steps", 1, "--progress", "none", "--slices", "6:8")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: noisy: FLAIR does not look skull-stripped" in done.stderr
+    assert "T1ce does not look skull-stripped" not in done.stderr
+    assert (tmp_path / "out" / "segmentation.nii.gz").is_file()
