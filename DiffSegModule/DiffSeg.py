@@ -33,20 +33,21 @@ class DiffSeg(ScriptedLoadableModule):
         self.parent.acknowledgementText = (
             "Method after Wolleb et al., 'Diffusion Models for Implicit Image Segmentation Ensembles' (MIDL 2022). "
             "Built with MONAI and PyTorch.")
-        if self.parent.icon.isNull():  # source checkout: Resources/ is next to DiffSegModule/
-            try:
-                self.parent.icon = qt.QIcon(str(paths.resource_path("Icons/DiffSeg.png")))
-            except FileNotFoundError:
-                pass
+        # Slicer has already set a default icon (never null): replace it whenever ours exists, as in a
+        # source checkout Slicer looks for it next to this file, not in <repo>/Resources.
+        icon = paths.module_icon()
+        if icon is not None:
+            self.parent.icon = qt.QIcon(str(icon))
 
 
 class DiffSegWidget(ScriptedLoadableModuleWidget):
     """Hosts the panel; everything else is in ``DiffSegLib.widget``."""
 
     def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
+        # Before the base class: without a parent it calls setup() itself, which sets these.
         self.panel = None
         self.logic = None
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -98,6 +99,7 @@ class DiffSegTest(ScriptedLoadableModuleTest):
 
         from DiffSegLib import dependencies, geometry, results, selftest
         from DiffSegLib.logic import DiffSegLogic
+        from DiffSegLib.models import find_model
 
         self.delayDisplay("Checking the engine's Python packages")
         self.assertTrue(dependencies.ensure_engine_dependencies(confirm=lambda message: True),
@@ -110,14 +112,13 @@ class DiffSegTest(ScriptedLoadableModuleTest):
         truth = slicer.util.loadLabelVolume(str(case / f"{name}_seg.nii.gz"), {"name": f"{name}_truth"})
 
         self.delayDisplay("Panel: inputs are picked by name and Apply is enabled")
-        panel = slicer.util.getModuleWidget("DiffSeg").panel
-        panel._parameterNode.model = selftest.MODEL
-        panel._syncModelCombo()
-        panel._autoAssign()
+        slicer.util.selectModule("DiffSeg")  # enter(): the module may never have been shown, or been left
+        controller = slicer.util.getModuleWidget("DiffSeg").panel.controller
+        controller.model_chosen(str(find_model(selftest.MODEL).path))
         for modality, node in volumes.items():
-            self.assertEqual(getattr(panel._parameterNode, f"{modality}Volume"), node)
-        panel._updateState()
-        self.assertTrue(panel.ui.applyButton.enabled, panel.ui.applyButton.toolTip)
+            self.assertEqual(getattr(controller.params, f"{modality}Volume"), node)
+        view = controller.view()
+        self.assertTrue(view.apply_enabled, view.apply_tooltip)
 
         self.delayDisplay("Segmenting (engine in a child process)")
         logic = DiffSegLogic()

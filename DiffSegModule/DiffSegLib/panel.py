@@ -161,7 +161,7 @@ class PanelController(VTKObservationMixin):
         if (segmentation.GetID() if segmentation else None) != (current.segmentation_id if current else None):
             self._review(segmentation)
         chosen = [getattr(params, MODALITY_PARAMETERS[m]) for m in MODALITY_PARAMETERS] + [params.roi]
-        self._observe_inputs([node for node in chosen if node is not None])
+        self._observe_inputs(list({node.GetID(): node for node in chosen if node is not None}.values()))
         self.render(self.view())
 
     def _observe_inputs(self, nodes: list) -> None:

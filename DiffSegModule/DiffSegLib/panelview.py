@@ -37,7 +37,7 @@ class ModalityRow:
     """One modality selector row: shown when the model uses it, labelled (reference) for the first."""
 
     modality: str
-    visible: bool
+    shown: bool
     label: str
 
 

@@ -56,6 +56,20 @@ def resource_path(relative: str) -> Path:
     return resources_dir() / relative
 
 
+def module_icon() -> Path | None:
+    """``Resources/Icons/DiffSeg.png`` if present (both layouts), else None.
+
+    Slicer gives every scripted module a default icon (its own ``Resources/Icons/<name>.png`` next
+    to the module file, else a generic one), so the module sets this one whenever the file exists:
+    in a source checkout Slicer does not find it.
+    """
+    for folder in _candidates():
+        icon = folder / "Resources" / "Icons" / "DiffSeg.png"
+        if icon.is_file():
+            return icon
+    return None
+
+
 def bundled_models_dir() -> Path:
     """``Resources/Models`` (may not exist yet in a fresh checkout)."""
     for folder in _candidates():

@@ -70,7 +70,7 @@ def test_apply_is_enabled_only_when_the_inputs_can_run(make_panel, volumes):
     view = panel.views[-1]
     assert view.apply_enabled and view.apply_text == "Apply" and view.apply_tooltip == "Segment the tumour with " \
         "'Stub' and compute its uncertainty."
-    assert [r.visible for r in view.rows] == [True] * 4 and view.rows[0].label == "FLAIR (reference):"
+    assert [r.shown for r in view.rows] == [True] * 4 and view.rows[0].label == "FLAIR (reference):"
     assert view.quality_hint.endswith("4 members x 3 steps = 12 network passes per slice.")
     panel.params.t1Volume = None
     assert not panel.views[-1].apply_enabled and panel.views[-1].apply_tooltip.startswith("Select a volume for T1")

@@ -7,6 +7,7 @@ import py_compile
 import re
 import subprocess
 import sys
+import tokenize
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -48,11 +49,13 @@ def _parameters() -> dict[str, str]:
 
 
 def _used_ui_names() -> set[str]:
-    names = set()
+    from DiffSegLib.panel import GUI_BINDINGS
+
+    names = set(GUI_BINDINGS.values())
     for path in (MODULE / "DiffSegLib" / "widget.py", MODULE / "DiffSeg.py"):
         text = path.read_text()
-        names |= set(re.findall(r"\.ui\.([A-Za-z_]\w*)", text))
-        for template in re.findall(r'getattr\(self\.ui, f"\{modality\}(\w+)"\)', text):
+        names |= set(re.findall(r"\bui\.([A-Za-z_]\w*)", text))
+        for template in re.findall(r'getattr\(ui, f"\{row\.modality\}(\w+)"\)', text):
             names |= {f"{m}{template}" for m in MODALITIES}
     return names
 
@@ -84,6 +87,10 @@ def test_parameters_and_ui_bindings_match():
              if _dynamic_property(w, "SlicerParameterName")}
     assert set(bound) <= set(params), f"bound to unknown parameters: {sorted(set(bound) - set(params))}"
     assert set(params) - set(bound) == {"model"}, "every parameter but the model (set by code) is bound"
+    from DiffSegLib.panel import GUI_BINDINGS
+
+    assert GUI_BINDINGS == {parameter: name for parameter, (name, _) in bound.items()}, \
+        "the widget binds exactly what the .ui names"
     for parameter, (widget_name, widget_class) in bound.items():
         annotation = params[parameter]
         kind = "node" if "vtkMRML" in annotation else next(k for k in ("int", "float", "str", "bool") if k in annotation)
@@ -94,6 +101,21 @@ def test_parameters_and_ui_bindings_match():
             assert types == [annotation], f"{widget_name} lists {types}, the parameter is {annotation}"
         if kind == "str" and widget_class in ("QComboBox", "ctkComboBox"):
             assert "Choice" in annotation, f"{parameter}: a combo box binding needs a Choice validator"
+
+
+#: Qt properties that PythonQt (Slicer) exposes as attributes and PyQt5 (the Qt tests) as methods.
+PROPERTY_NAMES = ("text", "enabled", "toolTip", "value", "checked", "count", "visible", "currentIndex", "maximum")
+
+
+@pytest.mark.parametrize("name", ["DiffSegLib/widget.py", "DiffSeg.py"])
+def test_qt_code_uses_only_calls_that_mean_the_same_in_pythonqt_and_pyqt(name):
+    """``button.enabled = x`` works only in PythonQt, ``spin.value()`` only in PyQt5: the Qt session test
+    proves the panel's code only if it uses neither (setters and other methods mean the same in both)."""
+    with open(MODULE / name, "rb") as source:  # code only: strings and comments blanked
+        code = " ".join('""' if t.type == tokenize.STRING else t.string
+                        for t in tokenize.tokenize(source.readline) if t.type != tokenize.COMMENT)
+    properties = "|".join(PROPERTY_NAMES)
+    assert re.findall(rf"\.\s*({properties})\b", code) == [], "a Qt property as attribute, setter target or getter"
 
 
 def test_module_python_files_compile():
