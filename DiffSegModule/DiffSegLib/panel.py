@@ -1,14 +1,15 @@
 """The panel's behaviour without Qt: every decision the DiffSeg panel shows or takes.
 
 :class:`PanelController` owns the parameter node, the running engine and the review state; it
-reacts to the events the widget forwards (Apply, a poll tick, a threshold that settled, a clicked
-slice, re-run, scene close, enter/exit) and to changes of the parameter node and of the nodes it
+reacts to the events the widget forwards (enter, Apply, a poll tick, a threshold that settled, a
+clicked slice, re-run, scene close, cleanup) and to changes of the parameter node and of the nodes it
 references, and hands a :class:`PanelView` to ``render`` after each. The Qt widget
 (:mod:`.widget`) only forwards events and renders views, so the whole behaviour runs and is tested
 under ``slicer-core``. Dialogs go through a :class:`Dialogs` object (the widget's uses
 ``slicer.util``).
 
 Review state is kept per region (``reviews[region]``; today one region, ``results.SEGMENT_ID``).
+Leaving the module only unbinds the widgets: a run that ends meanwhile is still put under review.
 """
 
 from __future__ import annotations
@@ -44,9 +45,8 @@ GUI_BINDINGS = {
 #: by the parameter node): renames, a parent transform set or edited, new voxels, a moved ROI.
 INPUT_EVENTS = (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLTransformableNode.TransformModifiedEvent,
                 slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
-#: What starting a run can raise: bad inputs, the engine not starting, and a failed installation
-#: (``slicer.util.pip_install`` and ``installTorch`` raise CalledProcessError; a broken PyTorch
-#: extension raises ImportError / ModuleNotFoundError).
+#: What starting a run can raise: bad inputs, the engine not starting, a failed installation
+#: (``pip_install``/``installTorch``: CalledProcessError; a broken PyTorch extension: ImportError).
 START_ERRORS = (DiffSegInputError, RuntimeError, OSError, subprocess.CalledProcessError, ImportError)
 
 

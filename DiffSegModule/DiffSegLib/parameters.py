@@ -1,8 +1,9 @@
 """The panel's parameters, saved with the scene, bound to ``Resources/UI/DiffSeg.ui``.
 
-Each attribute is bound to the widget whose ``SlicerParameterName`` dynamic property has the same
-name (two-way, through ``connectGui``). Only ``model`` is set by code: its combo box lists models
-found at run time, which a ``Choice`` validator cannot express.
+Each attribute but ``model`` is bound two-way to the widget :data:`.panel.GUI_BINDINGS` names (the
+.ui marks the same widgets with a ``SlicerParameterName`` dynamic property), through
+``connectParametersToGui``. Only ``model`` is set by code: its combo box lists models found at run
+time, which a ``Choice`` validator cannot express.
 
 Imported only inside Slicer (``slicer.parameterNodeWrapper`` is not part of ``slicer-core``); the
 logic never depends on this file.
