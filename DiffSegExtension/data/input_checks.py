@@ -88,7 +88,7 @@ def input_warnings(images: Mapping[str, np.ndarray], affine: np.ndarray,
         warning = skull_strip_warning(names[modality], background, voxel_ml)
         if warning:
             warnings.append(warning)
-        else:
+        elif not background.all():  # an empty image (e.g. a missing sequence filled with 0) has no outline
             stripped[modality] = ~background
     reference = next(iter(images))
     if reference in stripped:

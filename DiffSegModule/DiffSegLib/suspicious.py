@@ -65,7 +65,7 @@ def input_warnings(card: ModelCard, volumes: Mapping[str, object]) -> list[str]:
         warning = skull_strip_warning(node, modality, background)
         if warning:
             warnings.append(warning)
-        else:
+        elif not background.all():  # an empty image has no outline to compare
             foregrounds[modality] = ~background
     reference_modality = card.reference_modality
     if reference_modality not in foregrounds:

@@ -75,6 +75,12 @@ def test_a_larger_field_of_view_than_the_reference_is_fine(phantom):
     assert input_warnings(dict(phantom.images, flair=flair), phantom.affine) == []
 
 
+def test_an_empty_sequence_has_no_outline_to_compare(phantom):
+    """A sequence filled with zeros (e.g. a missing one) is not called misregistered."""
+    images = dict(phantom.images, t1ce=np.zeros_like(phantom.images["t1ce"]))
+    assert input_warnings(images, phantom.affine) == []
+
+
 def test_misregistered_nifti_files_are_flagged_after_loading(tmp_path, phantom):
     """The CLI's path: files on disk, T1 with an affine 12 mm off, resampled by load_case."""
     case = write_phantom_case(tmp_path, "case", phantom)
