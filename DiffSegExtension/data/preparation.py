@@ -11,7 +11,7 @@ onto each other and the round trip is unbiased.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -97,6 +97,29 @@ class PreparedVolume:
         volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
         volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
         return self.frame.from_canonical(volume)
+
+
+    def to_slices(self, volume: np.ndarray) -> torch.Tensor:
+        """A volume on the source grid (the case's shape and axis order) → (S, H, W) float32 in the slices'
+        layout, the forward counterpart of :meth:`restore`: reoriented, the selected slices taken, resampled
+        in-plane (bilinear, as the images) and cropped / zero-padded like ``images``."""
+        canonical = self.frame.to_canonical(np.asarray(volume, dtype=np.float32))[:, :, self._canonical_slices]
+        maps = torch.from_numpy(canonical.transpose(2, 0, 1).copy())
+        if self.resampled:
+            maps = _resize(maps[:, None], self._resampled_shape)[:, 0]
+        out = torch.zeros((len(self), *self.images.shape[2:]), dtype=torch.float32)
+        (grid_r, win_r), (grid_c, win_c) = (_overlap(self._offset[0], out.shape[1], self._resampled_shape[0]),
+                                          _overlap(self._offset[1], out.shape[2], self._resampled_shape[1]))
+        out[:, win_r, win_c] = maps[:, grid_r, grid_c]
+        return out
+
+    def select(self, indices: Sequence[int]) -> "PreparedVolume":
+        """The prepared slices ``indices`` (ascending positions into this volume) alone, same crop box."""
+        keep = list(indices)
+        pick = lambda t: None if t is None else t[keep].clone()  # noqa: E731
+        return replace(self, images=pick(self.images), label=pick(self.label), brain=pick(self.brain),
+                       region_label=pick(self.region_label), source_slices=[self.source_slices[i] for i in keep],
+                       _canonical_slices=[self._canonical_slices[i] for i in keep])
 
 
 def prepare_volume(case: Case, modalities: Sequence[str], preprocess: PreprocessConfig, size_multiple: int,

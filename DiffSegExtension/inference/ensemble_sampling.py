@@ -30,6 +30,7 @@ def sample_ensemble(
     sampler_options: dict | None = None,
     first_member: int = 0,
     regions: int = 1,
+    known: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Binary member masks of ``regions`` region channels for every slice.
 
@@ -40,6 +41,8 @@ def sample_ensemble(
     can be grown or timed in chunks: the first k members of any run are the k-member run.
     Items are processed in batches of ``batch_size`` (slice, member) pairs, one network pass per
     sampler step and batch (``on_step`` is called after each).
+    ``known`` = (values, mask), both (S, R, H, W): voxels known to be region (+1) or background (−1) where
+    mask is set; every member holds them exactly (see :func:`~DiffSegExtension.diffusion.sampling.sample_masks`).
     Returns (N, S, R, H, W) uint8 in {0, 1} on the CPU.
     """
     if members < 1:
@@ -52,7 +55,8 @@ def sample_ensemble(
         rows = condition[[s for s, _ in chunk]].to(device)
         generators = sample_generators(seed, [(slice_ids[s], m) for s, m in chunk])
         run = make_sampler(sampler, schedule, steps, **(sampler_options or {}))
-        x0 = sample_masks(network, rows, run, generators, on_step=on_step, regions=regions)
+        rows_known = None if known is None else tuple(k[[s for s, _ in chunk]] for k in known)
+        x0 = sample_masks(network, rows, run, generators, on_step=on_step, regions=regions, known=rows_known)
         masks = binarise(x0).to(torch.uint8).cpu()
         for (s, m), mask in zip(chunk, masks):
             out[m - first_member, s] = mask
