@@ -182,11 +182,16 @@ def test_a_failure_while_storing_the_result_is_shown(make_panel, monkeypatch):
     assert panel.dialogs_seen.errors and panel.dialogs_seen.errors[0].startswith("Could not write the tumour mask")
 
 
-def test_auto_assign_skips_volume_types_the_selectors_hide(harness, tmp_path, stub, parameter_class, case_files):
-    """Vector, tensor and DWI volumes subclass the scalar volume but are not listed (defect 8)."""
+def test_auto_assign_skips_volume_types_the_selectors_hide(harness, stub, parameter_class, volumes):
+    """Vector, tensor and DWI volumes subclass the scalar volume but are not listed (defect 8); here they
+    come first in the scene, where auto-assign looks first."""
+    for node in volumes.values():
+        harness.scene.RemoveNode(node)
     hidden = [harness.scene.AddNewNodeByClass(cls, name) for cls, name in (
         ("vtkMRMLVectorVolumeNode", "case9_flair_rgb"), ("vtkMRMLDiffusionTensorVolumeNode", "case9_t1_dti"),
         ("vtkMRMLDiffusionWeightedVolumeNode", "case9_t2_dwi"), ("vtkMRMLLabelMapVolumeNode", "case9_t1ce_label"))]
+    for node in volumes.values():
+        harness.scene.AddNode(node)
     controller = PanelController(stub.logic(), parameter_class, Dialogs(), lambda view: None)
     controller.enter()
     controller.model_chosen(str(stub.card.path))
