@@ -1,22 +1,35 @@
-"""Smoke test of the evaluation report (benchmarks/eval_report.py) and the baseline on a tiny phantom model.
+"""The evaluation report (benchmarks/eval_report.py) on tiny phantom models, region and whole-tumour.
 
-The numbers are meaningless (a model trained for a few iterations); what is checked is the machinery:
-ensemble sizes are prefixes of one run, reliability counts cover every brain voxel, the grid's
-default cell reproduces the full-volume run, and the report holds every configured row and figure.
+The numbers are meaningless (models trained for a few iterations); what is checked is the machinery:
+ensemble sizes are prefixes of one run and equal smaller runs, subset rows see only their sequences,
+the QU-BraTS columns are proper, the baseline spends the ensemble's FLOPs, and the report holds every
+section, row and figure and no absolute path.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from benchmarks import eval_report
-from benchmarks.baseline_unet import load_baseline, main as baseline_main, segment_baseline
+from benchmarks.baseline_unet import main as baseline_main
+from benchmarks.evaluation.cases import (REPO, restrict_label, sequence_subsets, shown_argv, shown_path, slice_subset,
+                                         with_modalities)
+from benchmarks.evaluation.measure import Settings, prepare_for, subset_rows
 from DiffSegExtension.data.loading import load_case
+from DiffSegExtension.evaluation.evaluate import case_metrics
+from DiffSegExtension.inference.segment import SegmentOptions, segment_case
+from DiffSegExtension.model_card import load_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CASES = ["phantom2", "phantom3"]
+#: An absolute path: a slash right after a start, space, quote, backtick or parenthesis, then a name and a slash.
+ABSOLUTE = re.compile(r"(?:^|[\s`'\"(\[])/[\w.-]+/")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,75 +42,151 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def baseline_dir(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("baseline") / "run"
-    assert baseline_main(["--split-from", str(tiny_run), "--out", str(out), "--iterations", "2", "--batch-size", "2",
-                          "--crop", "32", "--device", "cpu", "--no-evaluate"]) == 0
-    return out
-
-
-def test_baseline_copies_the_split_and_budget(tiny_run, baseline_dir, phantom_cases):
-    card = json.loads((baseline_dir / "baseline.json").read_text())
-    trained = json.loads((tiny_run / "model.json").read_text())
-    assert card["data"]["train"] == trained["data"]["train"]
-    assert card["data"]["validation"] == trained["data"]["validation"]
-    assert card["modalities"] == trained["modalities"]
-    assert card["training"]["iteration"] == 2 and card["training"]["seconds"] > 0
-    assert card["training"]["options"]["tumour_fraction"] == trained["training"]["options"]["tumour_fraction"]
-    assert (baseline_dir / "weights.safetensors").read_bytes()[:2] != b"PK"  # safetensors, not a torch.save zip
-    baseline = load_baseline(baseline_dir)
-    case = load_case(phantom_cases / "phantom3", baseline.modalities, with_label=True)
-    out = segment_baseline(baseline, case, device="cpu")
-    assert out["probability"].shape == case.shape and out["mask"].shape == case.shape
-    assert out["probability"].min() >= 0.0 and out["probability"].max() <= 1.0
-    assert not out["mask"][~out["brain"]].any(), "no tumour outside the brain"
-
-
-def test_quick_report_has_every_section_row_and_figure(tiny_run, phantom_cases, baseline_dir, tmp_path):
-    out = tmp_path / "docs"
-    argv = ["--model", str(tiny_run), "--out", str(out), "--quick", "--stride", "4", "--ddpm1000-slices", "1",
-            "--baseline", str(baseline_dir), "--msd4", str(tiny_run), "--msd4-data", str(phantom_cases / "phantom2"),
-            "--device", "cpu"]
+def region_report(tiny_region_run, tiny_run, tmp_path_factory):
+    """A quick report of the region model with a baseline and a 'FLAIR-only' model (tiny_run reads FLAIR + T1ce)."""
+    baseline = tmp_path_factory.mktemp("baseline") / "regions"
+    assert baseline_main(["--split-from", str(tiny_region_run), "--out", str(baseline), "--device", "cpu"]) == 0
+    out = tmp_path_factory.mktemp("report") / "docs"
+    argv = ["--model", str(tiny_region_run), "--cases", *CASES, "--out", str(out), "--quick", "--subset-stride", "3",
+            "--baseline", str(baseline), "--flair-model", str(tiny_run), "--device", "cpu"]
     results = eval_report.main(argv)
-    text = (out / "results.md").read_text()
-    assert json.loads((out / "results.json").read_text())["command"] == argv
-    assert f"Command: `python benchmarks/eval_report.py --model {tiny_run}" in text.splitlines()[2]
-    assert "QUICK SMOKE RUN" in text
+    return {"argv": argv, "out": out, "results": results, "text": (out / "results.md").read_text()}
 
-    settings, sizes = results["settings"], results["sizes"]
-    assert sorted(int(k) for k in sizes) == sorted(settings["sizes"])
-    seconds = [sizes[str(k)][0]["seconds"] for k in sorted(settings["sizes"])]
-    assert seconds == sorted(seconds), "k members cost at least what fewer members cost (cumulative chunks)"
-    for k in settings["sizes"]:
-        row = sizes[str(k)][0]
-        assert row["members"] == k and row["passes_per_slice"] == k * settings["steps"]
-        assert f"\n| {k} | {k * settings['steps']} | " in text
-    assert sizes["1"][0]["auroc_uncertainty_error"] == 0.5, "one member has no uncertainty: chance AUROC"
 
-    # Reliability bins cover every brain voxel of every evaluated case, once.
-    assert sum(results["reliability"]["count"]) == sum(results["brain_voxels"].values()) > 0
-
-    grid = results["grid"]
-    assert len(grid) == len(settings["grid_samplers"]) * len(settings["grid_steps"])
-    for r in grid:
-        assert f"| {r['sampler']} | {r['steps']} | {r['members']} | {r['passes_per_slice']} |" in text
-        assert r["seconds_per_slice"] > 0
-    default = [r for r in grid if (r["sampler"], r["steps"]) == (settings["sampler"], settings["steps"])]
-    assert default and default[0]["matches_full_volume"] is True
-
-    cases = [r["case"] for r in sizes["1"]]
-    assert cases == json.loads((tiny_run / "model.json").read_text())["data"]["validation"]
-    for case in cases:
-        assert f"| {case} | " in text
-    assert [r["case"] for r in results["reference"]] == cases
-    assert all(len(r["slices"]) == 1 for r in results["reference"])
-    assert [r["case"] for r in results["baseline"]] == cases
-    assert "## 6. Diffusion model vs deterministic baseline" in text and "wins** on mean Dice" in text
-    assert "Thin data" in text and "| phantom2 | " in text
+def test_report_has_every_section_row_and_figure(region_report):
+    results, text, out = region_report["results"], region_report["text"], region_report["out"]
+    assert "QUICK SMOKE RUN" in text and json.loads((out / "results.json").read_text())["targets"] == results["targets"]
+    for heading in ("## Targets of issue 8", "## 1. Split and data", "## 2. Full-volume validation",
+                    "## 3. Ensemble size", "## 4. Available sequences (one brain slice in 3)", "## 5. FLAIR alone",
+                    "## 6. Deterministic baseline", "## 7. Worst case", "## 8. How to reproduce"):
+        assert heading in text
+    for region in ("WT (whole tumour)", "TC (tumour core)", "ET (enhancing tumour)"):
+        assert text.count(f"**{region}**") == 2, "one per-case table for the ensemble, one for the baseline"
+    for case in CASES:
+        assert text.count(f"| {case} | ") == 2 * 3 + 1, "3 regions × (ensemble, baseline) + the FLAIR table"
+    sizes = results["settings"]["sizes"]
+    for k in sizes:
+        for region in ("WT", "TC", "ET"):
+            assert f"\n| {k} | {k * results['settings']['steps']} | {region} | " in text
+    for subset in ("flair", "flair+t1ce", "flair+t2", "flair+t1ce+t2"):
+        for method in ("diffusion", "baseline"):
+            assert f"\n| {subset} | {method} | " in text
     for target in results["targets"]:
-        assert target["target"] in text
-    assert all(t["met"] is not None for t in results["targets"][-1:]), "baseline target is decided when one is given"
-
-    for name in ("dice_vs_passes", "ensemble_size", "reliability", "example_case", "worst_case", "msd4_slices"):
+        assert f"| {target['target']} | {target['measured']} | " in text
+    decided = {t["target"]: t["met"] for t in results["targets"]}
+    assert decided["QU-BraTS score higher than the baseline's for every region"] is not None
+    assert "one brain slice in 3" in next(t["measured"] for t in results["targets"] if t["target"].startswith("FLAIR"))
+    for name in ("ensemble_size", "sequence_subsets", "worst_case"):
         assert f"(figures/{name}.png)" in text
         assert (out / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_holds_no_absolute_path(region_report, tmp_path):
+    for name in ("results.md", "results.json"):
+        text = (region_report["out"] / name).read_text()
+        assert not ABSOLUTE.search(text), ABSOLUTE.search(text)
+        assert str(REPO) not in text and str(Path(tmp_path).parent.parent) not in text
+    assert region_report["results"]["command"] == shown_argv(region_report["argv"])
+
+
+def test_ensemble_prefixes_equal_smaller_runs(region_report, tiny_region_run, phantom_cases):
+    """Sizes are the first k members of one run, sampled in chunks: each equals a fresh k-member segment_case."""
+    model = load_model(tiny_region_run)
+    results = region_report["results"]
+    s = results["settings"]
+    case = load_case(phantom_cases / "phantom3", model.modalities, with_label=True, optional=model.optional_modalities)
+    for k in s["sizes"]:
+        fresh = case_metrics(segment_case(model, case, SegmentOptions(members=k, sampler=s["sampler"], steps=s["steps"],
+                                                                      seed=s["seed"], device="cpu")), case)
+        reported = [r for r in results["sizes"][str(k)] if r["case"] == "phantom3"]
+        assert [r["region"] for r in reported] == [r["region"] for r in fresh] == ["wt", "tc", "et"]
+        for mine, theirs in zip(reported, fresh):
+            for key in ("dice", "hd95_mm", "auroc_uncertainty_error", "qu_score", "predicted_ml", "passes_per_slice"):
+                assert mine[key] == pytest.approx(theirs[key], nan_ok=True), (k, key)
+    seconds = [results["sizes"][str(k)][0]["seconds"] for k in sorted(s["sizes"])]
+    assert seconds == sorted(seconds), "k members cost at least what fewer members cost (cumulative chunks)"
+    assert all(r["auroc_uncertainty_error"] == 0.5 for r in results["sizes"]["1"] if r["region"] == "wt")
+
+
+def test_metric_columns_are_in_range(region_report):
+    results = region_report["results"]
+    rows = [r for k in results["sizes"].values() for r in k] + results["baseline"]
+    rows += [r for res in results["subsets"] for r in res["rows"]] + results["flair"]["rows"]
+    assert rows
+    for r in rows:
+        for key in ("dice", "qu_dice_auc", "qu_ftp_auc", "qu_ftn_auc", "qu_score"):
+            assert 0.0 <= r[key] <= 1.0, (key, r)
+    assert all(r["passes_per_slice"] == results["baseline_compute"]["passes"] for r in results["baseline"])
+
+
+def test_subset_rows_use_only_the_named_sequences_and_slices(region_report, tiny_region_run, phantom_cases):
+    results = region_report["results"]
+    assert [r["subset"] for r in results["subsets"][::2]] == ["flair", "flair+t1ce", "flair+t2", "flair+t1ce+t2"]
+    for res in results["subsets"]:
+        slices = {case: len(sources) for case, sources in results["subset_slices"].items()}
+        for r in res["rows"]:
+            assert r["modalities"] == res["modalities"]
+            assert r["slices"] == slices[r["case"]]
+    flair = results["flair"]
+    assert flair["modalities"] == ["flair", "t1ce"] and all(r["region"] == "wt" for r in flair["rows"])
+    assert flair["region_rows"] == next(r["rows"] for r in results["subsets"]
+                                        if r["subset"] == "flair+t1ce" and r["method"] == "diffusion")
+
+    # What the network is given: the left-out sequences are zero, their presence planes off.
+    model = load_model(tiny_region_run)
+    case = load_case(phantom_cases / "phantom3", model.modalities, with_label=True)
+    seen = []
+
+    def spy(prepared):
+        seen.append((prepared.present, prepared.images[:, 2].abs().max().item(), len(prepared)))
+        from benchmarks.evaluation.measure import diffusion_segment
+        return diffusion_segment(model, Settings.quick(device="cpu"))(prepared)
+
+    sources = results["subset_slices"]["phantom3"]
+    rows = subset_rows(spy, lambda c: prepare_for(model, c), case, ("flair", "t1ce"), sources)
+    assert seen == [((True, True, False), 0.0, len(sources))]
+    assert [r["modalities"] for r in rows] == [["flair", "t1ce"]] * 3
+
+
+def test_slice_subset_and_label_cut_score_only_the_sampled_slices(tiny_region_run, phantom_cases):
+    model = load_model(tiny_region_run)
+    case = load_case(phantom_cases / "phantom3", model.modalities, with_label=True)
+    prepared = prepare_for(model, case)
+    index = [1, 4, 7]
+    part = slice_subset(prepared, index)
+    maps = torch.rand(len(prepared), *prepared.images.shape[2:])
+    full, restored = prepared.restore(maps), part.restore(maps[index])
+    axis = prepared.frame.slice_axis
+    kept = [prepared.source_slices[i] for i in index]
+    assert np.array_equal(np.take(restored, kept, axis=axis), np.take(full, kept, axis=axis))
+    others = [k for k in range(case.shape[axis]) if k not in kept]
+    assert not np.take(restored, others, axis=axis).any()
+    cut = restrict_label(case, axis, kept)
+    assert np.array_equal(np.take(cut.label_map, kept, axis=axis), np.take(case.label_map, kept, axis=axis))
+    assert not np.take(cut.label_map, others, axis=axis).any() and not np.take(cut.label, others, axis=axis).any()
+    assert set(with_modalities(case, ("flair",)).images) == {"flair"}
+
+
+def test_sequence_subsets_and_shown_paths():
+    assert sequence_subsets(("flair", "t1", "t1ce", "t2"), ("t1", "t1ce", "t2")) == [
+        ("flair",), ("flair", "t1"), ("flair", "t1ce"), ("flair", "t2"), ("flair", "t1", "t1ce"),
+        ("flair", "t1", "t2"), ("flair", "t1ce", "t2"), ("flair", "t1", "t1ce", "t2")]
+    assert sequence_subsets(("flair",), ()) == [("flair",)]
+    assert shown_path(REPO.parent / "shared" / "data" / "x") == "../shared/data/x"
+    assert shown_path(REPO / "runs" / "a") == "runs/a"
+    assert shown_path("/elsewhere/deep/folder/run") == "…/folder/run"
+    assert shown_path("docs") == "docs"
+
+
+def test_whole_tumour_model_report(tiny_run, phantom_cases, tmp_path):
+    """A whole-tumour model (like brats-flair): one region, one sequence subset, the other targets not measured."""
+    out = tmp_path / "docs"
+    results = eval_report.main(["--model", str(tiny_run), "--out", str(out), "--quick", "--device", "cpu"])
+    text = (out / "results.md").read_text()
+    assert {r["region"] for k in results["sizes"].values() for r in k} == {"wt"}
+    assert [r["subset"] for r in results["subsets"]] == ["flair+t1ce"]
+    met = {t["target"]: (t["met"], t["measured"]) for t in results["targets"]}
+    assert met["Dice TC ≥ 0.80"] == (None, "no such output") and met["Dice WT ≥ 0.90"][0] is not None
+    assert "Not run: give `--baseline" in text and "Not run: give `--flair-model" in text
+    assert "**WT (whole tumour)**" in text and "**TC" not in text
+    assert not ABSOLUTE.search(text)

@@ -1,1 +1,1 @@
-"""Helpers of ``benchmarks/eval_report.py``: measurements (``measure``), figures (``figures``), markdown (``markdown``)."""
+"""Helpers of ``benchmarks/eval_report.py``: cases, measurements, figures, markdown tables and text sections."""
