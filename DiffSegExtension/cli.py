@@ -1,4 +1,4 @@
-"""``diffseg`` command line: segment, train, evaluate, demo, export, models.
+"""``diffseg`` command line: segment, refine, train, evaluate, demo, export, models.
 
 Bad input exits with status 2 and one line naming the problem and the fix (also as a JSON
 ``error`` event with ``--progress json``); an unexpected failure exits with status 1.
@@ -11,11 +11,11 @@ import json
 import sys
 
 from DiffSegExtension import __version__
-from DiffSegExtension.commands import demo, evaluate, export, models, segment, train
+from DiffSegExtension.commands import demo, evaluate, export, models, refine, segment, train
 from DiffSegExtension.commands.common import apply_threads
 from DiffSegExtension.errors import DiffSegInputError
 
-COMMANDS = (segment, train, evaluate, demo, export, models)
+COMMANDS = (segment, refine, train, evaluate, demo, export, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

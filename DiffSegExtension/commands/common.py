@@ -56,6 +56,21 @@ def add_modality_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", type=Path, metavar="NIFTI", help=f"{name.upper()} volume (.nii/.nii.gz)")
 
 
+def explicit_modality_files(args: argparse.Namespace, modalities, optional=()) -> dict[str, Path]:
+    """Modality → file from --flair ... ; refuses a modality the model does not use and a missing required one."""
+    given = {m: getattr(args, m) for m in KNOWN_MODALITIES if getattr(args, m) is not None}
+    unknown = sorted(set(given) - set(modalities))
+    if unknown:
+        raise DiffSegInputError(f"the model uses {', '.join(modalities)}; --{' --'.join(unknown)} is not one of its inputs: "
+                                "drop it or choose a model that uses it (`diffseg models`)")
+    missing = [m for m in modalities if m not in given and m not in optional]
+    if missing:
+        required = [m for m in modalities if m not in optional]
+        extra = f" (optional: {', '.join(optional)})" if optional else ""
+        raise DiffSegInputError(f"the model needs {', '.join(required)}{extra}: add --{' --'.join(missing)} <file>")
+    return {m: given[m] for m in modalities if m in given}
+
+
 def parse_slice_range(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, distributed_share,
-                                              parse_slice_range, sampling_options)
+                                              explicit_modality_files, parse_slice_range, sampling_options)
 from DiffSegExtension.config import KNOWN_MODALITIES
 from DiffSegExtension.data.input_checks import input_warnings
 from DiffSegExtension.data.loading import load_case
@@ -37,20 +37,6 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def _explicit_files(args, modalities, optional=()) -> dict[str, Path]:
-    given = {m: getattr(args, m) for m in KNOWN_MODALITIES if getattr(args, m) is not None}
-    unknown = sorted(set(given) - set(modalities))
-    if unknown:
-        raise DiffSegInputError(f"the model uses {', '.join(modalities)}; --{' --'.join(unknown)} is not one of its inputs: "
-                                "drop it or choose a model that uses it (`diffseg models`)")
-    missing = [m for m in modalities if m not in given and m not in optional]
-    if missing:
-        required = [m for m in modalities if m not in optional]
-        extra = f" (optional: {', '.join(optional)})" if optional else ""
-        raise DiffSegInputError(f"the model needs {', '.join(required)}{extra}: add --{' --'.join(missing)} <file>")
-    return {m: given[m] for m in modalities if m in given}
-
-
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     slice_range = parse_slice_range(args.slices)
@@ -59,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if explicit == (args.input is not None):
         raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
     if explicit:
-        jobs = [(_explicit_files(args, model.modalities, model.optional_modalities), args.out)]
+        jobs = [(explicit_modality_files(args, model.modalities, model.optional_modalities), args.out)]
     else:
         cases = list_cases(args.input)
         single = cases == [Path(args.input)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -63,11 +64,14 @@ def like_reference(data: np.ndarray, case: Case, dtype) -> nib.Nifti1Image:
 
 
 def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: dict, overwrite: bool = False,
-                  qubrats: bool = False) -> dict[str, str]:
+                  qubrats: bool = False, extra_summary: dict | None = None,
+                  write_extra: Callable[[Path], dict[str, str]] | None = None) -> dict[str, str]:
     """Write all outputs into ``out_dir`` at once (a temp folder renamed into place); return their paths.
 
     The label map, per-region probability / uncertainty (variance) / entropy, the overview and
     ``summary.json`` (with each region's volume in ml); with ``qubrats`` also the QU-BraTS uncertainty maps.
+    ``extra_summary`` is added to the summary; ``write_extra(folder)`` writes more files into the folder
+    being filled and returns output name → file name (e.g. the guidance of ``diffseg refine``).
     """
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
@@ -85,10 +89,13 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
             for region, volume in zip(seg.regions, qubrats_uncertainty(seg)):
                 nib.save(like_reference(volume, case, np.uint8), tmp / files[f"qubrats_{region}"])
         render_overview(tmp / files["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
+        if write_extra is not None:
+            files.update(write_extra(tmp))
         summary = {"case": case.name, "model": model_summary, "diffseg_version": __version__,
                    **seg.summary(voxel_ml), "output_labels": {str(k): v for k, v in output_labels(seg.regions).items()},
                    "files": files,
                    # Kept for readers of earlier summaries: the whole tumour.
-                   "tumour_voxels": int(seg.mask[0].sum()), "tumour_volume_ml": float(seg.mask[0].sum() * voxel_ml)}
+                   "tumour_voxels": int(seg.mask[0].sum()), "tumour_volume_ml": float(seg.mask[0].sum() * voxel_ml),
+                   **(extra_summary or {})}
         (tmp / files["summary"]).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return {name: str(out_dir / file) for name, file in files.items()}

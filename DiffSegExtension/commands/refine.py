@@ -1,0 +1,103 @@
+"""``diffseg refine``: correct an earlier result with include / exclude points and painted strokes."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, explicit_modality_files,
+                                              sampling_options)
+from DiffSegExtension.config import KNOWN_MODALITIES
+from DiffSegExtension.data.loading import load_case
+from DiffSegExtension.data.modalities import list_cases
+from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.outputs import check_output_folder, write_outputs
+from DiffSegExtension.inference.progress import Progress
+from DiffSegExtension.inference.segment import resolve_device
+from DiffSegExtension.model_card import load_model
+from DiffSegExtension.refinement.guidance import DEFAULT_RADIUS_MM, Guidance, Point, parse_point
+from DiffSegExtension.refinement.previous import load_previous
+from DiffSegExtension.refinement.record import load_strokes, write_guidance
+from DiffSegExtension.refinement.refine import DEFAULT_MARGIN, refine_case
+
+
+class _AppendPoint(argparse.Action):
+    """--include / --exclude append (kind, text) to one list, so clicks keep the order they were given in."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        points = list(getattr(namespace, self.dest) or [])
+        points.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, points)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("refine", help="refine an earlier result with include / exclude points or painted strokes",
+                       description="Re-sample the slices the guidance touches, with the guidance imposed on every "
+                                   "ensemble member, and merge them into the previous result (--previous). Points are "
+                                   "RAS millimetres (nibabel's affine, Slicer's markups), written --include=X,Y,Z (the '=' keeps "
+                                   "a negative X from reading as an option); guidance accumulates.")
+    p.add_argument("--model", default="brats-flair", help="model folder or bundled model name (see `diffseg models`)")
+    add_modality_arguments(p)
+    p.add_argument("--input", type=Path, help="a case folder (<anything>_<modality>.nii.gz)")
+    p.add_argument("--previous", type=Path, required=True, help="an earlier `segment` or `refine` output folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (may be --previous with --overwrite)")
+    p.add_argument("--include", dest="points", action=_AppendPoint, metavar="X,Y,Z", default=[],
+                   help="tumour here (RAS mm); repeatable")
+    p.add_argument("--exclude", dest="points", action=_AppendPoint, metavar="X,Y,Z",
+                   help="not tumour here, in any region (RAS mm); repeatable")
+    p.add_argument("--strokes", type=Path, metavar="LABELS",
+                   help="painted labels on the input grid: 1 = inside the region, 2 = not in it")
+    p.add_argument("--region", default="wt", help="region of --include and --strokes (wt, tc or et; default wt)")
+    p.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM, help="radius of a point's ball in mm (default 3)")
+    p.add_argument("--margin", type=int, default=DEFAULT_MARGIN,
+                   help="slices re-sampled on each side of the slices the guidance touches (default 3)")
+    add_sampling_arguments(p)
+    p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
+                   help="json: one machine-readable line per sampler step on stdout")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--qubrats", action="store_true", help="also write QU-BraTS uncertainty maps")
+    p.set_defaults(handler=run)
+
+
+def _case_source(args, model):
+    explicit = any(getattr(args, m) is not None for m in KNOWN_MODALITIES)
+    if explicit == (args.input is not None):
+        raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
+    if explicit:
+        return explicit_modality_files(args, model.modalities, model.optional_modalities)
+    if list_cases(args.input) != [Path(args.input)]:
+        raise DiffSegInputError(f"--input {args.input} is not one case folder: refine takes one case at a time")
+    return args.input
+
+
+def run(args: argparse.Namespace) -> int:
+    progress = Progress(args.progress)
+    started = time.perf_counter()
+    model = load_model(args.model, device="cpu")
+    regions = tuple(model.config.network.regions)
+    if args.region not in regions:
+        raise DiffSegInputError(f"--region {args.region}: the model '{model.name}' has regions {', '.join(regions)}; "
+                                "use one of them")
+    if args.radius <= 0:
+        raise DiffSegInputError(f"--radius must be > 0 mm, got {args.radius}")
+    check_output_folder(args.out, args.overwrite)
+    options = sampling_options(args, model)
+    resolve_device(options.device)
+    case = load_case(_case_source(args, model), model.modalities, optional=model.optional_modalities)
+    points = [Point(kind, parse_point(text, kind), args.region, args.radius) for kind, text in args.points]
+    strokes = {args.region: load_strokes(args.strokes, case)} if args.strokes is not None else {}
+    new = Guidance(points, strokes)
+    previous = load_previous(args.previous, case, regions)
+    progress.log(f"refining {case.name} from {args.previous}: {len(points)} points"
+                 f"{', strokes' if strokes else ''} with model '{model.name}'")
+    result = refine_case(model, case, previous, new, options, margin=args.margin, progress=progress)
+    outputs = write_outputs(result.seg, case, args.out, {"name": model.name, "folder": str(model.folder),
+                                                         "modalities": list(model.modalities)},
+                            overwrite=args.overwrite, qubrats=args.qubrats,
+                            extra_summary={**result.summary(new), "previous": str(args.previous)},
+                            write_extra=lambda folder: write_guidance(folder, result.guidance, case))
+    progress.log(f"{case.name}: re-sampled {len(result.resampled)} slices, {int(result.seg.mask[0].sum())} tumour "
+                 f"voxels, {result.seg.seconds:.1f} s → {args.out}")
+    progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))
+    return 0

@@ -1,0 +1,61 @@
+"""Read an earlier ``segment`` / ``refine`` output folder as the starting point of a refinement."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from DiffSegExtension.data.loading import Case
+from DiffSegExtension.data.resample import same_grid
+from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.outputs import MAP_KINDS, region_output_files
+from DiffSegExtension.refinement.guidance import Guidance
+from DiffSegExtension.refinement.record import read_guidance
+
+
+@dataclass
+class PreviousResult:
+    """``maps``: kind (probability / uncertainty / entropy) → (R, *case shape) float32, exactly as written;
+    ``guidance``: what was applied so far (empty after ``segment``)."""
+
+    folder: Path
+    summary: dict
+    maps: dict[str, np.ndarray]
+    guidance: Guidance
+
+
+def load_previous(folder: Path, case: Case, regions: tuple[str, ...]) -> PreviousResult:
+    """The result in ``folder``; it must be of ``case`` (same name and grid) and of a model with ``regions``."""
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        raise DiffSegInputError(f"--previous {folder} is not a DiffSeg output folder (no summary.json): give the "
+                                "folder `diffseg segment` or `diffseg refine` wrote")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DiffSegInputError(f"{summary_path} is not valid JSON ({err}): give an intact output folder") from err
+    if summary.get("case") != case.name:
+        raise DiffSegInputError(f"--previous {folder} holds case '{summary.get('case')}', the input is case "
+                                f"'{case.name}': give the folder written for this case")
+    if tuple(summary.get("regions", {})) != tuple(regions):
+        raise DiffSegInputError(f"--previous {folder} has regions {list(summary.get('regions', {}))}, the model has "
+                                f"{list(regions)}: refine with the model that wrote it")
+    files = region_output_files(tuple(regions))
+    maps = {kind: np.stack([_read_map(folder / files[kind + ("" if i == 0 else f"_{r}")], case)
+                            for i, r in enumerate(regions)]) for kind in MAP_KINDS}
+    return PreviousResult(folder, summary, maps, read_guidance(folder, case))
+
+
+def _read_map(path: Path, case: Case) -> np.ndarray:
+    if not path.is_file():
+        raise DiffSegInputError(f"--previous folder lacks {path.name}: give a complete output folder")
+    image = nib.load(str(path))
+    if not same_grid(image.shape[:3], image.affine, case.shape, case.affine):
+        raise DiffSegInputError(f"--previous {path} is on another grid ({'×'.join(map(str, image.shape))} voxels) than "
+                                f"the input ({'×'.join(map(str, case.shape))}): give the folder written for these images")
+    return np.asarray(image.dataobj, dtype=np.float32).reshape(case.shape)

@@ -1,0 +1,125 @@
+"""Refine a previous result with guidance: re-sample the slices it touches, merge, pin the known voxels.
+
+Known voxels enter every sampler step inpainting-style (see :func:`~DiffSegExtension.diffusion.sampling.sample_masks`),
+so any model works unchanged. Only the source slices (along the superior–inferior axis) that the new
+guidance touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance; every other slice
+keeps the previous maps bit for bit. On the input grid the known voxels are then pinned (probability 1 or 0,
+uncertainty and entropy 0) and the label map is rebuilt from the merged probabilities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from DiffSegExtension.data.loading import Case
+from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
+from DiffSegExtension.diffusion.schedule import NoiseSchedule
+from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
+from DiffSegExtension.inference.outputs import MAP_KINDS
+from DiffSegExtension.inference.progress import Progress
+from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size, resolve_device,
+                                                segmentation_from_members)
+from DiffSegExtension.model_card import LoadedModel
+from DiffSegExtension.network import condition_input
+from DiffSegExtension.refinement.guidance import Guidance
+from DiffSegExtension.refinement.previous import PreviousResult
+from DiffSegExtension.regions import label_map_from_regions
+
+#: Slices re-sampled on each side of the slices the guidance touches.
+DEFAULT_MARGIN = 3
+
+
+@dataclass
+class Refinement:
+    """A refined result: ``seg`` on the input grid (its ``prepared`` / ``members`` are the re-sampled slices),
+    ``guidance`` the accumulated guidance, ``resampled`` the re-sampled source slice indices (ascending)."""
+
+    seg: Segmentation
+    guidance: Guidance
+    resampled: list[int]
+
+    def summary(self, new: Guidance) -> dict:
+        """The ``refine`` entry of summary.json."""
+        return {"refine": {"resampled_slices": self.resampled, "slice_axis": int(self.seg.prepared.frame.slice_axis),
+                           "seconds": round(self.seg.seconds, 3), "new_guidance": new.to_json(),
+                           "guidance": self.guidance.to_json()}}
+
+
+def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: Guidance, options: SegmentOptions,
+                margin: int = DEFAULT_MARGIN, progress: Progress | None = None) -> Refinement:
+    """Apply ``previous.guidance`` + ``new`` to ``previous`` (see the module docstring)."""
+    progress = progress or Progress("none")
+    started = time.perf_counter()
+    if new.is_empty():
+        raise DiffSegInputError("refine needs guidance: add --include X,Y,Z, --exclude X,Y,Z or --strokes LABELS.nii.gz")
+    if margin < 0:
+        raise DiffSegInputError(f"--margin must be >= 0 slices, got {margin}")
+    options.check(model.config.diffusion.timesteps)
+    net = model.config.network
+    regions = tuple(net.regions)
+    guidance = previous.guidance.merged(new)
+    known = guidance.known(case.affine, case.shape, regions)
+    everything = prepare_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
+                                regions=regions, optional=net.optional_modalities)
+    prepared = _touched(everything, new.known(case.affine, case.shape, regions), margin)
+    device = resolve_device(options.device)
+    count, _, height, width = prepared.images.shape
+    batch = options.batch_size or default_batch_size(device, height, width)
+    passes = passes_needed(count, options.members, options.steps, batch)
+    progress.start(passes, f"{case.name}: refining {count} slices × {options.members} members, "
+                           f"{options.sampler} {options.steps} steps")
+    present = torch.tensor(prepared.present).expand(count, -1)
+    members = sample_ensemble(
+        model.network.to(device), NoiseSchedule.from_config(model.config.diffusion),
+        condition_input(net, prepared.images, present), prepared.source_slices, members=options.members,
+        sampler=options.sampler, steps=options.steps, seed=options.seed, batch_size=batch, device=device,
+        on_step=progress.advance, sampler_options=options.sampler_options, regions=len(regions),
+        known=known_slices(prepared, known))
+    progress.close()
+    fresh = segmentation_from_members(prepared, members, options, passes, regions)
+    maps = _merge(previous.maps, fresh, prepared)
+    pinned = known != 0
+    maps["probability"][pinned] = (known[pinned] > 0).astype(np.float32)
+    maps["uncertainty"][pinned] = 0.0
+    maps["entropy"][pinned] = 0.0
+    mask = (maps["probability"] >= 0.5).astype(np.uint8)
+    seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,
+                       prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options, **maps)
+    return Refinement(seg, guidance, sorted(prepared.source_slices))
+
+
+def _touched(prepared: PreparedVolume, new_known: np.ndarray, margin: int) -> PreparedVolume:
+    """The prepared slices within ``margin`` of a source slice where ``new_known`` (R, *shape) is set."""
+    axis = prepared.frame.slice_axis
+    other = tuple(a for a in range(new_known.ndim) if a != axis + 1)
+    touched = np.flatnonzero(new_known.any(axis=other))
+    keep = [i for i, s in enumerate(prepared.source_slices) if len(touched) and np.abs(touched - s).min() <= margin]
+    if not keep:
+        raise DiffSegInputError(f"the guidance lies only in slices without brain (source slices {touched.min()}–"
+                                f"{touched.max()} along voxel axis {axis}): place it inside the brain")
+    return prepared.select(keep)
+
+
+def known_slices(prepared: PreparedVolume, known: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, *shape) int8 known voxels → (values, mask), each (S, R, H, W), in the prepared slices' layout:
+    values ±1.0, mask where at least half of a pixel is known (after in-plane resampling)."""
+    inside = torch.stack([prepared.to_slices(k > 0) for k in known], dim=1) >= 0.5
+    outside = torch.stack([prepared.to_slices(k < 0) for k in known], dim=1) >= 0.5
+    return torch.where(inside, 1.0, -1.0), inside | outside
+
+
+def _merge(previous: dict[str, np.ndarray], fresh: Segmentation, prepared: PreparedVolume) -> dict[str, np.ndarray]:
+    """The previous maps with the re-sampled source slices replaced by ``fresh``'s (copies)."""
+    index = [slice(None)] * 4
+    index[1 + prepared.frame.slice_axis] = sorted(prepared.source_slices)
+    index = tuple(index)
+    maps = {}
+    for kind in MAP_KINDS:
+        maps[kind] = previous[kind].copy()
+        maps[kind][index] = getattr(fresh, kind)[index]
+    return maps

@@ -1,0 +1,230 @@
+"""`diffseg refine` on phantoms: guidance honoured in 3D, untouched slices bit for bit, seeded, accumulating."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from DiffSegExtension.cli import main
+from DiffSegExtension.data.loading import load_case
+from DiffSegExtension.data.geometry import CanonicalFrame
+from DiffSegExtension.data.phantom import Phantom, make_phantom, write_phantom_case
+from DiffSegExtension.inference.segment import SegmentOptions
+from DiffSegExtension.model_card import load_model
+from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball
+from DiffSegExtension.refinement.previous import load_previous
+from DiffSegExtension.refinement.refine import known_slices, refine_case
+
+SAMPLING = ["--members", "3", "--steps", "2", "--progress", "none"]
+MAPS = ("segmentation", "probability", "uncertainty", "entropy")
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory):
+    """An oblique phantom with 2 mm slices, stored with the superior–inferior voxel axis first (i)."""
+    phantom = make_phantom(12, shape=(48, 44, 18), spacing=(1.0, 1.1, 2.0), oblique=True)
+    order = (2, 0, 1)
+    affine = phantom.affine.copy()
+    affine[:3, :3] = phantom.affine[:3, list(order)]
+    moved = Phantom({m: v.transpose(order).copy() for m, v in phantom.images.items()},
+                    phantom.label.transpose(order).copy(), affine, phantom.tissue.transpose(order).copy())
+    folder = write_phantom_case(tmp_path_factory.mktemp("refine"), "obl", moved)
+    assert CanonicalFrame(affine, moved.shape).slice_axis == 0
+    return folder
+
+
+def inputs(case_dir):
+    return ["--flair", str(case_dir / "obl_flair.nii.gz"), "--t1ce", str(case_dir / "obl_t1ce.nii.gz")]
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, tiny_run, case_dir):
+    out = tmp_path_factory.mktemp("first") / "seg"
+    assert main(["segment", "--model", str(tiny_run), *inputs(case_dir), "--out", str(out), *SAMPLING]) == 0
+    return out
+
+
+def load(folder, name):
+    return np.asanyarray(nib.load(folder / f"{name}.nii.gz").dataobj)
+
+
+def ras_of(case_dir, voxel):
+    affine = nib.load(case_dir / "obl_flair.nii.gz").affine
+    return (affine @ np.append(np.asarray(voxel, float), 1.0))[:3]
+
+
+def point_arg(kind, ras):
+    return f"--{kind}={','.join(f'{v:.4f}' for v in ras)}"
+
+
+def slices_along(mask, axis):
+    return set(np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis))).tolist())
+
+
+def refine(tiny_run, case_dir, previous, out, *guidance, extra=()):
+    return main(["refine", "--model", str(tiny_run), *inputs(case_dir), "--previous", str(previous), "--out", str(out),
+                 *guidance, *SAMPLING, *extra])
+
+
+@pytest.fixture(scope="module")
+def included(tmp_path_factory, tiny_run, case_dir, first):
+    """One include point where the first result found no tumour."""
+    open_brain = np.argwhere((load(first, "probability") < 0.5) & (load(case_dir, "obl_flair") > 0))
+    voxel = tuple(open_brain[np.argmin(np.abs(open_brain - np.array([9, 24, 22])).sum(axis=1))])
+    out = tmp_path_factory.mktemp("inc") / "ref"
+    assert refine(tiny_run, case_dir, first, out, point_arg("include", ras_of(case_dir, voxel))) == 0
+    return out, voxel
+
+
+def test_an_include_point_makes_its_3d_ball_tumour(included, first, case_dir):
+    out, voxel = included
+    reference = nib.load(case_dir / "obl_flair.nii.gz")
+    ball = point_ball(Point("include", tuple(ras_of(case_dir, voxel))), reference.affine, reference.shape)
+    summary = json.loads((out / "summary.json").read_text())
+    axis = summary["slice_axis"]
+    assert len(slices_along(ball, axis)) >= 3, "the ball reaches the neighbouring slices"
+    assert np.all(load(out, "segmentation")[ball] == 1) and np.all(load(out, "probability")[ball] == 1.0)
+    assert np.all(load(out, "uncertainty")[ball] == 0.0)
+    touched = slices_along(ball, axis)
+    assert set(summary["refine"]["resampled_slices"]) >= touched
+    assert max(summary["refine"]["resampled_slices"]) <= max(touched) + 3
+    assert summary["refine"]["guidance"]["points"][0]["kind"] == "include" and summary["refine"]["seconds"] > 0
+    assert summary["slices_sampled"] == len(summary["refine"]["resampled_slices"])
+
+
+def test_untouched_slices_keep_the_previous_maps_bit_for_bit(included, first):
+    out, _ = included
+    summary = json.loads((out / "summary.json").read_text())
+    index = [slice(None)] * 3
+    index[summary["slice_axis"]] = sorted(set(range(load(out, "probability").shape[summary["slice_axis"]]))
+                                          - set(summary["refine"]["resampled_slices"]))
+    for name in MAPS:
+        before, after = load(first, name), load(out, name)
+        assert before.dtype == after.dtype and np.array_equal(before[tuple(index)], after[tuple(index)]), name
+    assert not np.array_equal(load(first, "probability"), load(out, "probability"))
+    image = nib.load(out / "probability.nii.gz")
+    assert np.allclose(image.affine, nib.load(first / "probability.nii.gz").affine)
+
+
+def test_same_seed_same_result(tmp_path, included, tiny_run, case_dir, first):
+    out, voxel = included
+    assert refine(tiny_run, case_dir, first, tmp_path / "again", point_arg("include", ras_of(case_dir, voxel))) == 0
+    for name in MAPS:
+        assert np.array_equal(load(out, name), load(tmp_path / "again", name)), name
+
+
+def test_painted_voxels_are_exact_in_every_member_and_in_the_written_mask(tmp_path, tiny_run, case_dir, first):
+    reference = nib.load(case_dir / "obl_flair.nii.gz")
+    paint = np.zeros(reference.shape, np.uint8)
+    paint[8, 20:26, 18:24] = 1
+    paint[8:10, 30:34, 10:14] = 2
+    nib.save(nib.Nifti1Image(paint, reference.affine), tmp_path / "strokes.nii.gz")
+    assert refine(tiny_run, case_dir, first, tmp_path / "out", "--strokes", str(tmp_path / "strokes.nii.gz")) == 0
+    mask = load(tmp_path / "out", "segmentation")
+    assert np.all(mask[paint == 1] == 1) and np.all(mask[paint == 2] == 0)
+    assert np.array_equal(load(tmp_path / "out", "strokes_wt"), paint), "the stroke volume is recorded"
+
+    model = load_model(tiny_run)
+    case = load_case({"flair": case_dir / "obl_flair.nii.gz", "t1ce": case_dir / "obl_t1ce.nii.gz"}, model.modalities)
+    previous = load_previous(first, case, model.regions)
+    result = refine_case(model, case, previous, Guidance(strokes={"wt": paint}),
+                         SegmentOptions(members=3, steps=2, seed=0))
+    values, known = known_slices(result.seg.prepared, Guidance(strokes={"wt": paint}).known(
+        case.affine, case.shape, model.regions))
+    known &= result.seg.prepared.brain[:, None]
+    assert known.sum() > 20
+    members = result.seg.members  # (N, S, R, H, W)
+    assert np.array_equal(members[:, known].numpy(), np.broadcast_to((values[known] > 0).numpy(), members[:, known].shape))
+
+
+def test_refining_again_accumulates_the_guidance(tmp_path, included, tiny_run, case_dir):
+    out, voxel = included
+    reference = nib.load(case_dir / "obl_flair.nii.gz")
+    far = (voxel[0], voxel[1] - 8, voxel[2] + 6)
+    assert refine(tiny_run, case_dir, out, tmp_path / "second", point_arg("exclude", ras_of(case_dir, far))) == 0
+    record = json.loads((tmp_path / "second" / "guidance.json").read_text())
+    assert [p["kind"] for p in record["points"]] == ["include", "exclude"]
+    mask = load(tmp_path / "second", "segmentation")
+    include = point_ball(Point("include", tuple(ras_of(case_dir, voxel))), reference.affine, reference.shape)
+    exclude = point_ball(Point("exclude", tuple(ras_of(case_dir, far))), reference.affine, reference.shape)
+    assert np.all(mask[include] == 1) and np.all(mask[exclude] == 0), "old and new guidance both hold"
+    summary = json.loads((tmp_path / "second" / "summary.json").read_text())
+    assert len(summary["refine"]["new_guidance"]["points"]) == 1 and len(summary["refine"]["guidance"]["points"]) == 2
+
+
+def test_a_region_model_with_a_subset_of_sequences(tmp_path, tiny_region_run, case_dir):
+    flair = ["--flair", str(case_dir / "obl_flair.nii.gz")]
+    sampling = ["--members", "2", "--steps", "2", "--progress", "json"]
+    assert main(["segment", "--model", str(tiny_region_run), *flair, "--out", str(tmp_path / "seg"), *sampling]) == 0
+    voxel, other = (9, 24, 22), (9, 14, 30)
+    code = main(["refine", "--model", str(tiny_region_run), *flair, "--previous", str(tmp_path / "seg"),
+                 "--out", str(tmp_path / "ref"), point_arg("include", ras_of(case_dir, voxel)),
+                 point_arg("exclude", ras_of(case_dir, other)), "--region", "tc", *sampling])
+    assert code == 0
+    labels = load(tmp_path / "ref", "segmentation")
+    assert labels[voxel] in (1, 4), "inside TC (and so inside WT)"
+    assert labels[other] == 0
+    assert load(tmp_path / "ref", "probability_tc")[voxel] == 1.0 and load(tmp_path / "ref", "probability")[voxel] == 1.0
+    assert load(tmp_path / "ref", "probability_et")[other] == 0.0
+
+
+def test_progress_json_reports_each_step_and_the_outputs(tmp_path, tiny_run, case_dir, first, capsys):
+    capsys.readouterr()
+    code = main(["refine", "--model", str(tiny_run), *inputs(case_dir), "--previous", str(first), "--out",
+                 str(tmp_path / "r"), point_arg("exclude", ras_of(case_dir, (9, 24, 22))), "--members", "2",
+                 "--steps", "2", "--progress", "json"])
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["done"] == progress[-1]["total"] > 0
+    assert events[-1]["event"] == "done" and set(events[-1]["outputs"]) >= {"segmentation", "guidance", "summary"}
+
+
+def _bad_inputs(tmp_path, case_dir, first):
+    """name → (extra arguments, expected message part); builds the bad files it needs."""
+    reference = nib.load(case_dir / "obl_flair.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((10, 10, 10), np.uint8), reference.affine), tmp_path / "small.nii.gz")
+    nib.save(nib.Nifti1Image(np.full(reference.shape, 3, np.uint8), reference.affine), tmp_path / "three.nii.gz")
+    other_case = tmp_path / "other_case"
+    other_case.mkdir()
+    for item in first.iterdir():
+        (other_case / item.name).write_bytes(item.read_bytes())
+    summary = json.loads((first / "summary.json").read_text())
+    (other_case / "summary.json").write_text(json.dumps({**summary, "case": "someone_else"}))
+    other_grid = tmp_path / "other_grid"
+    other_grid.mkdir()
+    for item in first.iterdir():
+        (other_grid / item.name).write_bytes(item.read_bytes())
+    nib.save(nib.Nifti1Image(np.zeros((18, 48, 40), np.float32), reference.affine), other_grid / "probability.nii.gz")
+    inside = point_arg("include", ras_of(case_dir, (9, 24, 22)))
+    return {
+        "no guidance": ([], "refine needs guidance"),
+        "malformed point": (["--include=1,2"], "is not a point: give X,Y,Z"),
+        "point outside": ([point_arg("exclude", ras_of(case_dir, (-20, 5, 5)))], "lies outside the input volume"),
+        "strokes on another grid": (["--strokes", str(tmp_path / "small.nii.gz")], "is not on the input's grid"),
+        "strokes with label 3": (["--strokes", str(tmp_path / "three.nii.gz")], "has labels [3]"),
+        "previous of another case": ([inside, "--previous", str(other_case)], "holds case 'someone_else'"),
+        "previous on another grid": ([inside, "--previous", str(other_grid)], "is on another grid"),
+        "previous missing": ([inside, "--previous", str(tmp_path / "nowhere")], "is not a DiffSeg output folder"),
+        "region of another model": ([inside, "--region", "tc"], "--region tc: the model"),
+    }
+
+
+def test_each_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, tiny_run, case_dir, first, capsys):
+    for name, (extra, message) in _bad_inputs(tmp_path, case_dir, first).items():
+        previous = [] if "--previous" in extra else ["--previous", str(first)]
+        out = tmp_path / "out"
+        capsys.readouterr()
+        code = main(["refine", "--model", str(tiny_run), *inputs(case_dir), *previous, "--out", str(out), *extra,
+                     *SAMPLING])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, (name, err)
+        assert not out.exists(), name
+    out = tmp_path / "exists"
+    out.mkdir()
+    assert main(["refine", "--model", str(tiny_run), *inputs(case_dir), "--previous", str(first), "--out", str(out),
+                 point_arg("include", ras_of(case_dir, (9, 24, 22))), *SAMPLING]) == 2
+    assert "already exists" in capsys.readouterr().err and not any(out.iterdir())
