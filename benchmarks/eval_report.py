@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.baseline:
         baseline = load_baseline(args.baseline)
         passes = matched_passes(model.network, baseline, settings.members * settings.steps)
-        if args.baseline_passes:
-            passes["passes"] = args.baseline_passes
+        passes["matched"] = passes["passes"]
+        passes["passes"] = args.baseline_passes or passes["matched"]
         baseline_rows = []
         for case in cases:
             seg = segment_baseline(baseline, case, passes["passes"], seed=args.seed, device=args.device)

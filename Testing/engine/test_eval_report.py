@@ -21,6 +21,7 @@ from benchmarks.baseline_unet import main as baseline_main
 from benchmarks.evaluation.cases import (REPO, restrict_label, sequence_subsets, shown_argv, shown_path, slice_subset,
                                          with_modalities)
 from benchmarks.evaluation.measure import Settings, prepare_for, subset_rows
+from benchmarks.evaluation.sections import compute_text
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.evaluation.evaluate import case_metrics
 from DiffSegExtension.inference.segment import SegmentOptions, segment_case
@@ -116,7 +117,17 @@ def test_metric_columns_are_in_range(region_report):
     for r in rows:
         for key in ("dice", "qu_dice_auc", "qu_ftp_auc", "qu_ftn_auc", "qu_score"):
             assert 0.0 <= r[key] <= 1.0, (key, r)
-    assert all(r["passes_per_slice"] == results["baseline_compute"]["passes"] for r in results["baseline"])
+    compute = results["baseline_compute"]
+    assert compute["passes"] == compute["matched"], "no --baseline-passes: the FLOP-matched number is used"
+    assert all(r["passes_per_slice"] == compute["passes"] for r in results["baseline"])
+
+
+def test_compute_text_states_the_match_and_an_override():
+    passes = {"passes": 132, "matched": 132, "diffusion_passes_per_slice": 50, "diffusion_gflop_per_pass": 1.051,
+              "baseline_gflop_per_pass": 0.398, "flop_size": [128, 128]}
+    text = compute_text(passes, Settings(), 700.0, 350.0)
+    assert "50 × 1.051 / 0.398 ≈ 132 passes match its FLOPs." in text and "ratio 2.00" in text
+    assert "set by --baseline-passes instead" in compute_text({**passes, "passes": 64}, Settings(), 1.0, 1.0)
 
 
 def test_subset_rows_use_only_the_named_sequences_and_slices(region_report, tiny_region_run, phantom_cases):

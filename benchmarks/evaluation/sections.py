@@ -73,20 +73,27 @@ def baseline_section(baseline, passes: dict | None, baseline_rows: list[dict] | 
             f"{t['iteration']} of {o['iterations']} iterations × batch {o['batch_size']} (budget "
             f"{'identical' if same_budget else '**different**'}), crop {o['crop']}, lr {o['lr']}; "
             f"{t['seconds'] / 3600:.2f} h ({t.get('device', '?')}).\n\n"
-            f"**Same compute as the ensemble.** Uncertainty from MC dropout: {passes['passes']} stochastic passes per "
-            f"slice. The {settings.members}-member × {settings.steps}-step ensemble makes "
-            f"{passes['diffusion_passes_per_slice']} passes of {passes['diffusion_gflop_per_pass']:.3f} GFLOP per "
-            f"{passes['flop_size'][0]}×{passes['flop_size'][1]} slice; a baseline pass costs "
-            f"{passes['baseline_gflop_per_pass']:.3f} GFLOP, so P = {passes['diffusion_passes_per_slice']} × "
-            f"{passes['diffusion_gflop_per_pass']:.3f} / {passes['baseline_gflop_per_pass']:.3f} ≈ {passes['passes']} "
-            f"passes match its FLOPs. Measured: {md.fmt(seconds_b)} s per volume (baseline) vs {md.fmt(seconds_d)} s "
-            f"(ensemble), ratio {md.fmt(seconds_b / seconds_d if seconds_d else math.nan, 2)}. Probability = mean of "
-            "the passes' sigmoids (nested per pass: WT ≥ TC ≥ ET), mask = probability ≥ 0.5, uncertainty = variance "
-            "of the passes, QU-BraTS map = 100 × entropy of the probability; scored by the same code.\n\n"
+            + compute_text(passes, settings, seconds_b, seconds_d)
             + md.per_case_tables(baseline_rows)
             + "\n**Diffusion (default ensemble) vs baseline**, means over cases:\n\n"
             + md.comparison_table(default_rows, baseline_rows)
             + "\nQU-BraTS score winner per region: " + "; ".join(winners) + ".\n\n")
+
+
+def compute_text(passes: dict, settings, seconds_baseline: float, seconds_diffusion: float) -> str:
+    """How the baseline's MC-dropout passes were matched to the ensemble's compute, and the measured seconds."""
+    p = passes
+    chosen = "" if p["passes"] == p["matched"] else f" (**{p['passes']} set by --baseline-passes instead**)"
+    ratio = seconds_baseline / seconds_diffusion if seconds_diffusion else math.nan
+    return (f"**Same compute as the ensemble.** Uncertainty from MC dropout: {p['passes']} stochastic passes per slice. "
+            f"The {settings.members}-member × {settings.steps}-step ensemble makes {p['diffusion_passes_per_slice']} "
+            f"passes of {p['diffusion_gflop_per_pass']:.3f} GFLOP per {p['flop_size'][0]}×{p['flop_size'][1]} slice; "
+            f"a baseline pass costs {p['baseline_gflop_per_pass']:.3f} GFLOP, so P = {p['diffusion_passes_per_slice']} "
+            f"× {p['diffusion_gflop_per_pass']:.3f} / {p['baseline_gflop_per_pass']:.3f} ≈ {p['matched']} passes match "
+            f"its FLOPs{chosen}. Measured: {md.fmt(seconds_baseline)} s per volume (baseline) vs "
+            f"{md.fmt(seconds_diffusion)} s (ensemble), ratio {md.fmt(ratio, 2)}. Probability = mean of the passes' "
+            "sigmoids (nested per pass: WT ≥ TC ≥ ET), mask = probability ≥ 0.5, uncertainty = variance of the "
+            "passes, QU-BraTS map = 100 × entropy of the probability; scored by the same code.\n\n")
 
 
 def build_targets(rows: list[dict], regions: tuple[str, ...], baseline_rows: list[dict] | None, flair: dict | None,
