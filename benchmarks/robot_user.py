@@ -1,0 +1,201 @@
+"""Robot-user evaluation of clinician-guided refinement (the CVPR 2025 interactive 3D protocol).
+
+    python benchmarks/robot_user.py --model brats-flair --data DIR [--cases A B ...] --out DIR
+        [--clicks 5] [--members N] [--steps K] [--sampler S] [--seed 0] [--radius 3] [--sphere-radius MM]
+
+For each case with a label: the automatic run (``segment``), then up to ``--clicks`` clicks, each at the
+centre of the largest 3D error component of the current whole-tumour mask (6-connected; include for a
+missed part, exclude for a false one; centre = the component voxel farthest from its border in mm, by
+``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance conditions every sampler
+step; only the touched slices are re-sampled). The comparison without the diffusion condition follows the
+same protocol on its own mask, painting a sphere of ``--sphere-radius`` mm at each click (include: into
+the whole tumour; exclude: out of every region). Reported per case: Dice per region after 0 … n clicks,
+seconds per interaction (load previous + refine + write, in process; model already loaded), and the mean
+uncertainty (member variance) inside each corrected error component before and after the click.
+Writes ``robot_user.json``, ``robot_user.md`` and ``robot_user.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
+from DiffSegExtension.data.modalities import list_cases  # noqa: E402
+from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noqa: E402
+from DiffSegExtension.inference.outputs import write_outputs  # noqa: E402
+from DiffSegExtension.inference.segment import SegmentOptions, segment_case  # noqa: E402
+from DiffSegExtension.model_card import LoadedModel, load_model  # noqa: E402
+from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball  # noqa: E402
+from DiffSegExtension.refinement.previous import load_previous  # noqa: E402
+from DiffSegExtension.refinement.record import write_guidance  # noqa: E402
+from DiffSegExtension.refinement.refine import refine_case  # noqa: E402
+from DiffSegExtension.regions import region_masks  # noqa: E402
+from robot_user_report import write_report  # noqa: E402
+
+
+@dataclass
+class Click:
+    """``kind`` include / exclude at ``voxel`` (i, j, k) = ``ras`` (mm); ``component`` the error it corrects."""
+
+    kind: str
+    voxel: tuple[int, int, int]
+    ras: tuple[float, float, float]
+    component: np.ndarray
+
+
+def next_click(prediction: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> Click | None:
+    """The robot's click on the largest 6-connected error component of ``prediction`` vs ``truth`` ({0, 1},
+    same shape), or ``None`` when there is no error."""
+    error = prediction.astype(bool) != truth.astype(bool)
+    labels, count = ndimage.label(error)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    component = labels == 1 + int(np.argmax(sizes))
+    # Pad so the volume's edge counts as the component's border too.
+    depth = ndimage.distance_transform_edt(np.pad(component, 1), sampling=spacing_from_affine(affine))[1:-1, 1:-1, 1:-1]
+    voxel = tuple(int(v) for v in np.unravel_index(int(np.argmax(depth)), depth.shape))
+    kind = "include" if truth[voxel] else "exclude"
+    ras = tuple(float(v) for v in (affine @ np.append(np.asarray(voxel, float), 1.0))[:3])
+    return Click(kind, voxel, ras, component)
+
+
+def region_dice(masks: np.ndarray, truth: np.ndarray, regions: tuple[str, ...]) -> dict[str, float]:
+    return {r: dice(masks[i], truth[i]) for i, r in enumerate(regions)}
+
+
+def _click_record(click: Click, **extra) -> dict:
+    return {"kind": click.kind, "voxel": list(click.voxel), "ras_mm": [round(v, 3) for v in click.ras],
+            "component_voxels": int(click.component.sum()), **extra}
+
+
+def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: SegmentOptions, clicks: int,
+                  radius: float, margin: int, work: Path) -> tuple[dict, np.ndarray]:
+    """Automatic run then robot clicks through ``refine``; returns the record and the automatic masks (R, ...)."""
+    regions = tuple(model.regions)
+    card = {"name": model.name, "folder": str(model.folder), "modalities": list(model.modalities)}
+    seg = segment_case(model, case, options)
+    folder = work / "click0"
+    write_outputs(seg, case, folder, card, overwrite=True)
+    first, masks = seg.mask.copy(), seg.mask
+    record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": [],
+              "segment_seconds": round(seg.seconds, 3)}
+    for n in range(1, clicks + 1):
+        click = next_click(masks[0], truth[0], case.affine)
+        if click is None:
+            break
+        started = time.perf_counter()
+        previous = load_previous(folder, case, regions)
+        new = Guidance([Point(click.kind, click.ras, "wt", radius)])
+        result = refine_case(model, case, previous, new, options, margin=margin)
+        folder = work / f"click{n}"
+        write_outputs(result.seg, case, folder, card, overwrite=True, extra_summary=result.summary(new),
+                      write_extra=lambda tmp: write_guidance(tmp, result.guidance, case))
+        seconds = time.perf_counter() - started
+        masks = result.seg.mask
+        before = float(previous.maps["uncertainty"][0][click.component].mean())
+        after = float(result.seg.uncertainty[0][click.component].mean())
+        record["clicks"].append(_click_record(click, seconds=round(seconds, 3), uncertainty_before=before,
+                                              uncertainty_after=after, resampled_slices=len(result.resampled)))
+        for r, v in region_dice(masks, truth, regions).items():
+            record["dice"][r].append(v)
+    return record, first
+
+
+def run_sphere(first: np.ndarray, case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
+               radius: float) -> dict:
+    """The same protocol without the diffusion condition: a sphere painted into the previous masks per click."""
+    masks = first.copy()
+    record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": []}
+    for _ in range(clicks):
+        click = next_click(masks[0], truth[0], case.affine)
+        if click is None:
+            break
+        sphere = point_ball(Point(click.kind, click.ras, radius_mm=radius), case.affine, case.shape)
+        if click.kind == "include":
+            masks[0][sphere] = 1
+        else:
+            masks[:, sphere] = 0
+        record["clicks"].append(_click_record(click))
+        for r, v in region_dice(masks, truth, regions).items():
+            record["dice"][r].append(v)
+    return record
+
+
+def pad_curves(record: dict, clicks: int) -> None:
+    """A case that ran out of errors keeps its last Dice for the remaining clicks."""
+    for values in record["dice"].values():
+        values.extend([values[-1]] * (clicks + 1 - len(values)))
+
+
+def select_cases(data: Path, names: list[str] | None, model: LoadedModel, limit: int | None) -> list[Path]:
+    """``names`` under ``data``; by default the model card's validation cases found there, else every case."""
+    cases = list_cases(data)
+    wanted = names or [c for c in model.card.get("data", {}).get("validation", []) if any(p.name == c for p in cases)]
+    if wanted:
+        missing = sorted(set(wanted) - {p.name for p in cases})
+        if missing:
+            raise SystemExit(f"robot_user: cases {missing} are not in {data}: give names of its case folders")
+        cases = [p for p in cases if p.name in wanted]
+    return cases[:limit] if limit else cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="brats-flair")
+    parser.add_argument("--data", type=Path, required=True, help="a folder of labelled case folders")
+    parser.add_argument("--cases", nargs="+", help="case folder names (default: the model's validation cases)")
+    parser.add_argument("--max-cases", type=int, default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--members", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--sampler")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--radius", type=float, default=3.0, help="refine's ball radius per click (mm)")
+    parser.add_argument("--margin", type=int, default=3, help="refine's slice margin")
+    parser.add_argument("--sphere-radius", type=float, default=None,
+                        help="the no-diffusion comparison's sphere (mm; default: --radius, the ball refine pins)")
+    args = parser.parse_args(argv)
+    args.sphere_radius = args.sphere_radius or args.radius
+
+    model = load_model(args.model)
+    defaults = model.inference_defaults
+    options = SegmentOptions(members=args.members or defaults["members"], steps=args.steps or defaults["steps"],
+                             sampler=args.sampler or defaults["sampler"], seed=args.seed, device="cpu")
+    regions = tuple(model.regions)
+    results = {}
+    for folder in select_cases(args.data, args.cases, model, args.max_cases):
+        case = load_case(folder, model.modalities, with_label=True, optional=model.optional_modalities)
+        truth = region_masks(case.label_map, regions)
+        diffusion, first = run_diffusion(model, case, truth, options, args.clicks, args.radius, args.margin,
+                                         args.out / "work" / case.name)
+        sphere = run_sphere(first, case, truth, regions, args.clicks, args.sphere_radius)
+        for record in (diffusion, sphere):
+            pad_curves(record, args.clicks)
+        results[case.name] = {"diffusion": diffusion, "sphere": sphere}
+        print(f"{case.name}: WT Dice {' '.join(f'{d:.3f}' for d in diffusion['dice']['wt'])} "
+              f"(sphere {' '.join(f'{d:.3f}' for d in sphere['dice']['wt'])})", flush=True)
+    protocol = {"model": model.name, "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius,
+                "margin_slices": args.margin, "sphere_radius_mm": args.sphere_radius,
+                "options": {"members": options.members, "steps": options.steps, "sampler": options.sampler,
+                            "seed": options.seed}}
+    paths = write_report(args.out, protocol, results)
+    print("\n".join(f"  {name:8s} {path}" for name, path in paths.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
