@@ -228,3 +228,15 @@ def test_each_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, tiny_
     assert main(["refine", "--model", str(tiny_run), *inputs(case_dir), "--previous", str(first), "--out", str(out),
                  point_arg("include", ras_of(case_dir, (9, 24, 22))), *SAMPLING]) == 2
     assert "already exists" in capsys.readouterr().err and not any(out.iterdir())
+
+
+def test_refining_in_place_replaces_the_folder_with_overwrite(tmp_path, included, tiny_run, case_dir):
+    out, voxel = included
+    folder = tmp_path / "live"
+    folder.mkdir()
+    for item in out.iterdir():
+        (folder / item.name).write_bytes(item.read_bytes())
+    far = point_arg("exclude", ras_of(case_dir, (voxel[0], voxel[1] + 7, voxel[2] - 5)))
+    assert refine(tiny_run, case_dir, folder, folder, far) == 2, "not without --overwrite"
+    assert refine(tiny_run, case_dir, folder, folder, far, extra=["--overwrite"]) == 0
+    assert len(json.loads((folder / "guidance.json").read_text())["points"]) == 2
