@@ -1,6 +1,6 @@
 """Build the bundled four-sequence region model ``Resources/Models/brats-regions`` from ../shared/data.
 
-    python scripts/build_brats_regions_model.py [--iterations 12000] [--work runs/brats-regions]
+    python scripts/build_brats_regions_model.py [--iterations 3000] [--work runs/brats-regions]
 
 Input: FLAIR (required) + T1, T1ce, T2 (optional: sequence drop-out with presence indicators).
 Output: the nested BraTS regions whole tumour, tumour core, enhancing tumour.
@@ -13,6 +13,10 @@ subjects). Training: the other 14 ``brats2018_4mod`` volumes (four sequences, Br
 labels: they train the WT channel only, and the missing-sequence path), and the 2 ``brats2015_flair_t1ce``
 volumes that are not copies (FLAIR + T1ce, BraTS 2013 labels: all three regions). The MSD patches are
 not used: they are 16-slice crops of one subject, normalised over a partial field of view.
+Warm start from the bundled ``brats-flair`` model (same ``small`` preset; its FLAIR and whole-tumour
+channels carry over, the other sequences and the inner regions start neutral): a cold start reached only
+validation Dice WT 0.22 / TC 0.13 / ET 0.08 after 1000 iterations (0.6 h on this CPU). brats-flair
+was trained on 8 of these training subjects and none of the validation subjects.
 If the build is interrupted, run it again: training resumes bit for bit from the last checkpoint.
 """
 
@@ -46,7 +50,7 @@ def training_inputs() -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=12000)
+    parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "brats-regions")
     parser.add_argument("--out", type=Path, default=REPO / "Resources" / "Models" / "brats-regions")
     parser.add_argument("--device", default="auto")
@@ -59,7 +63,7 @@ def main() -> None:
                   "--prediction", "v", "--out", str(run), "--iterations", str(args.iterations), "--batch-size", "16",
                   "--crop", "128", "--lr", "3e-4", "--warmup", "200", "--val-cases", *VALIDATION,
                   "--val-every", "1000", "--checkpoint-every", "250", "--device", args.device, "--name", "brats-regions",
-                  "--progress", "none"] + (["--threads", str(args.threads)] if args.threads else [])
+                  "--progress", "none", "--init-from", "brats-flair"] + (["--threads", str(args.threads)] if args.threads else [])
     if (run / "model.json").exists():
         train_args.append("--resume")
     started = time.perf_counter()

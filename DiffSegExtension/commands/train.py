@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--title", default="", help="one-line description for the card")
     p.add_argument("--intended-use", default="Research use only; not for clinical decisions.")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--init-from", help="start from this model's weights (folder or bundled name, same preset); channels "
+                                       "are matched by meaning, new ones start neutral (see training/warm_start.py)")
     p.add_argument("--progress", choices=("tqdm", "none"), default="tqdm")
     add_threads_argument(p)
     for f in fields(TrainOptions):
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                  "roots": [str(r) for r in args.data], "excluded": list(args.exclude_cases)},
     }
     card = train(config, load(train_paths), load(val_paths), args.out, options, card_info, resume=args.resume,
-                 progress=args.progress)
+                 progress=args.progress, init_from=args.init_from)
     print(json.dumps({"model": str(args.out), "iteration": card["training"]["iteration"],
                       "validation_dice": card["training"].get("validation_dice")}))
     return 0

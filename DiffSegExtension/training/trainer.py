@@ -73,8 +73,13 @@ def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
 
 
 def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], out_dir: Path, options: TrainOptions,
-          card_info: dict[str, Any], resume: bool = False, progress: str = "tqdm") -> dict[str, Any]:
-    """Train (or resume) a model into ``out_dir``; returns the final model card."""
+          card_info: dict[str, Any], resume: bool = False, progress: str = "tqdm",
+          init_from: str | Path | None = None) -> dict[str, Any]:
+    """Train (or resume) a model into ``out_dir``; returns the final model card.
+
+    ``init_from``: a model folder or bundled name of the same preset to start from (warm start,
+    :mod:`~DiffSegExtension.training.warm_start`); ignored when resuming (the checkpoint has it).
+    """
     from DiffSegExtension.inference.segment import resolve_device
 
     out_dir = Path(out_dir)
@@ -85,7 +90,16 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
         if not resume and (out_dir / CARD_FILE).exists():
             raise DiffSegInputError(f"{out_dir} already holds a model: add --resume to continue it or choose another --out")
         torch.manual_seed(options.seed)  # identical initial weights on every rank
-        network = DenoisingUNet(config.network).to(ctx.device)
+        network = DenoisingUNet(config.network)
+        initialised = None
+        if init_from is not None and not resume:
+            from DiffSegExtension.model_card import load_model
+            from DiffSegExtension.training.warm_start import warm_start
+
+            source = load_model(init_from)
+            initialised = {"model": source.name, "weights_sha256": source.card.get("weights_sha256"),
+                           **warm_start(network, source.network)}
+        network = network.to(ctx.device)
         ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(options.ema_decay), use_buffers=True)
         optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         start, elapsed = 0, 0.0
@@ -97,7 +111,8 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
             "output_labels": {str(k): v for k, v in output_labels(config.network.regions).items()},
             "config": config.to_dict(),
             "parameters": count_parameters(network), "diffseg_version": __version__,
-            "training": {"options": asdict(options), "iteration": 0, "seconds": 0.0, "processes": ctx.world_size},
+            "training": {"options": asdict(options), "iteration": 0, "seconds": 0.0, "processes": ctx.world_size,
+                         **({"initialised_from": initialised} if initialised else {})},
         }
         if resume:
             previous = load_checkpoint(out_dir, network, ema, optimizer)
