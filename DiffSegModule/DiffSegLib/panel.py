@@ -26,7 +26,7 @@ from slicer.util import VTKObservationMixin
 
 from . import dependencies, panelview, results, review
 from .inputs import DiffSegInputError
-from .logic import DiffSegCancelled, DiffSegLogic, RunHandle, RunRequest
+from .logic import DiffSegLogic, RunHandle, RunRequest
 from .models import MODALITY_LABELS, MODALITY_PARAMETERS, ModelCard, ModelCardError, auto_assign, find_model, \
     list_bundled_models
 
@@ -291,12 +291,13 @@ class PanelController(VTKObservationMixin):
         return False
 
     def finish(self) -> None:
-        """Read a finished run into the scene and put it under review (also while the module is hidden)."""
+        """Read a finished run into the scene and put it under review (also while the module is hidden).
+
+        A cancelled run never gets here: :meth:`cancel` drops its handle first.
+        """
         handle, self.handle = self.handle, None
         try:
             segmentation, _uncertainty = self.logic.finish(handle)
-        except DiffSegCancelled:
-            self.status = panelview.STATUS_CANCELLED
         except (RuntimeError, OSError, ValueError) as err:  # DiffSegRunError, and set_tumor_labelmap's
             self.status = panelview.STATUS_FAILED
             self.dialogs.error(str(err))

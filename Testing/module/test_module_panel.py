@@ -273,3 +273,29 @@ def test_too_old_python_disables_apply(make_panel, monkeypatch):
     monkeypatch.setattr(dependencies, "python_problem", lambda: message)
     panel.inputs_modified()
     assert not panel.views[-1].apply_enabled and panel.views[-1].apply_tooltip == message
+
+
+def test_review_and_start_edge_cases(harness, make_panel, monkeypatch):
+    """No result selected; a re-run around the red view; a declined installation; Apply with a problem."""
+    panel = make_panel()
+    panel.apply_clicked()
+    run_to_end(panel)
+    segmentation = panel.params.outputSegmentation
+    assert panel.views[-1].ranking
+    panel.params.outputSegmentation = None
+    assert panel.views[-1].ranking == () and not panel.views[-1].rerun_enabled
+    panel.params.outputSegmentation = segmentation
+    ranked = review.rank_slices(segmentation)[0].index
+    review.jump_to_slice(segmentation, ranked)  # the red view shows the most uncertain slice
+    panel.rerun_clicked()  # no ROI, no slice range: the slices around the red view
+    assert panel.handle.slices == review.slices_around(segmentation, review.red_view_center(harness.scene))
+    assert panel.handle.slices[0] <= ranked < panel.handle.slices[1]
+    run_to_end(panel)
+    monkeypatch.setitem(dependencies.ENGINE_REQUIREMENTS, "diffseg_absent_package", "diffseg-absent-package>=1")
+    panel.dialogs_seen.answers = [False]  # "Download and install them now?" - Cancel
+    panel.apply_clicked()
+    assert "diffseg-absent-package" in panel.dialogs_seen.questions[-1] and panel.handle is None
+    assert panel.views[-1].status == panelview.STATUS_NOT_INSTALLED
+    panel.params.t2Volume = None
+    panel.apply_clicked()
+    assert panel.dialogs_seen.errors[-1].startswith("Select a volume for T2") and panel.handle is None
