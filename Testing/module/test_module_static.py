@@ -204,3 +204,16 @@ def test_panel_rendering_from_the_ui(tmp_path):
 
     image = Image.open(render(tmp_path / "panel.png", expand_region=True))
     assert image.width == 460 and image.height > 600
+
+
+def test_minimum_slicer_version_follows_the_engines_python_requirement():
+    """pyproject's requires-python → the module's check → the README: one version everywhere."""
+    sys.path.insert(0, str(MODULE))
+    from DiffSegLib import dependencies
+
+    required = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert tuple(int(part) for part in required.removeprefix(">=").split(".")) == dependencies.MIN_PYTHON
+    readme = (REPO / "README.md").read_text()
+    stated = set(re.findall(r"Slicer ≥ (\d+\.\d+)", readme))
+    assert stated == {dependencies.MIN_SLICER}, f"README states Slicer ≥ {sorted(stated)}"
+    assert f"Slicer {dependencies.MIN_SLICER}" in dependencies.python_problem((3, 9, 10))
