@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--radius", type=float, default=3.0, help="refine's ball radius per click (mm)")
-    parser.add_argument("--margin", type=int, default=3, help="refine's slice margin")
+    parser.add_argument("--margin", type=int, default=0, help="refine's slice margin")
     parser.add_argument("--sphere-radius", type=float, default=None,
                         help="the no-diffusion comparison's sphere (mm; default: --radius, the ball refine pins)")
     args = parser.parse_args(argv)

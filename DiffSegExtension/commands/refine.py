@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("--region", default="wt", help="region of --include and --strokes (wt, tc or et; default wt)")
     p.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM, help="radius of a point's ball in mm (default 3)")
     p.add_argument("--margin", type=int, default=DEFAULT_MARGIN,
-                   help="slices re-sampled on each side of the slices the guidance touches (default 3)")
+                   help="extra slices re-sampled on each side of the slices the guidance touches (default 0: "
+                        "with the previous run's settings they would come out unchanged)")
     add_sampling_arguments(p)
     p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
                    help="json: one machine-readable line per sampler step on stdout")

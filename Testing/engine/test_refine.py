@@ -89,8 +89,7 @@ def test_an_include_point_makes_its_3d_ball_tumour(included, first, case_dir):
     assert np.all(load(out, "segmentation")[ball] == 1) and np.all(load(out, "probability")[ball] == 1.0)
     assert np.all(load(out, "uncertainty")[ball] == 0.0)
     touched = slices_along(ball, axis)
-    assert set(summary["refine"]["resampled_slices"]) >= touched
-    assert max(summary["refine"]["resampled_slices"]) <= max(touched) + 3
+    assert set(summary["refine"]["resampled_slices"]) == touched, "no margin by default"
     assert summary["refine"]["guidance"]["points"][0]["kind"] == "include" and summary["refine"]["seconds"] > 0
     assert summary["slices_sampled"] == len(summary["refine"]["resampled_slices"])
 
@@ -240,3 +239,19 @@ def test_refining_in_place_replaces_the_folder_with_overwrite(tmp_path, included
     assert refine(tiny_run, case_dir, folder, folder, far) == 2, "not without --overwrite"
     assert refine(tiny_run, case_dir, folder, folder, far, extra=["--overwrite"]) == 0
     assert len(json.loads((folder / "guidance.json").read_text())["points"]) == 2
+
+
+def test_a_margin_slice_without_guidance_comes_out_as_before(tmp_path, included, tiny_run, case_dir, first):
+    _, voxel = included
+    assert refine(tiny_run, case_dir, first, tmp_path / "m", point_arg("include", ras_of(case_dir, voxel)),
+                  extra=["--margin", "2"]) == 0
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    reference = nib.load(case_dir / "obl_flair.nii.gz")
+    ball = point_ball(Point("include", tuple(ras_of(case_dir, voxel))), reference.affine, reference.shape)
+    axis = summary["slice_axis"]
+    extra = sorted(set(summary["refine"]["resampled_slices"]) - slices_along(ball, axis))
+    assert len(extra) >= 2
+    index = [slice(None)] * 3
+    index[axis] = extra
+    for name in MAPS:
+        assert np.array_equal(load(first, name)[tuple(index)], load(tmp_path / "m", name)[tuple(index)]), name
