@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
                        description="Re-sample the slices the guidance touches, with the guidance imposed on every "
                                    "ensemble member, and merge them into the previous result (--previous). Points are "
                                    "RAS millimetres (nibabel's affine, Slicer's markups), written --include=X,Y,Z (the '=' keeps "
-                                   "a negative X from reading as an option); guidance accumulates.")
+                                   "a negative X from reading as an option); guidance accumulates. Sampling settings "
+                                   "not given are the previous run's.")
     p.add_argument("--model", default="brats-flair", help="model folder or bundled model name (see `diffseg models`)")
     add_modality_arguments(p)
     p.add_argument("--input", type=Path, help="a case folder (<anything>_<modality>.nii.gz)")
@@ -72,6 +73,17 @@ def _case_source(args, model):
     return args.input
 
 
+def _inherit_sampling(args: argparse.Namespace, used: dict) -> argparse.Namespace:
+    """--members / --sampler / --steps (and DDIM's --eta) not given come from the previous run's ``used``
+    options, so the re-sampled slices match the rest (and the model card's defaults apply only after that)."""
+    for name in ("members", "sampler", "steps"):
+        if getattr(args, name) is None and used.get(name) is not None:
+            setattr(args, name, used[name])
+    if args.eta is None and args.sampler == "ddim" and used.get("sampler") == "ddim":
+        args.eta = used.get("sampler_options", {}).get("eta")
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     started = time.perf_counter()
@@ -83,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if args.radius <= 0:
         raise DiffSegInputError(f"--radius must be > 0 mm, got {args.radius}")
     check_output_folder(args.out, args.overwrite)
-    options = sampling_options(args, model)
-    resolve_device(options.device)
     case = load_case(_case_source(args, model), model.modalities, optional=model.optional_modalities)
+    previous = load_previous(args.previous, case, regions)
+    options = sampling_options(_inherit_sampling(args, previous.summary.get("options", {})), model)
+    resolve_device(options.device)
     points = [Point(kind, parse_point(text, kind), args.region, args.radius) for kind, text in args.points]
     strokes = {args.region: load_strokes(args.strokes, case)} if args.strokes is not None else {}
     new = Guidance(points, strokes)
-    previous = load_previous(args.previous, case, regions)
     progress.log(f"refining {case.name} from {args.previous}: {len(points)} points"
                  f"{', strokes' if strokes else ''} with model '{model.name}'")
     result = refine_case(model, case, previous, new, options, margin=args.margin, progress=progress)

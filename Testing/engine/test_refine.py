@@ -255,3 +255,12 @@ def test_a_margin_slice_without_guidance_comes_out_as_before(tmp_path, included,
     index[axis] = extra
     for name in MAPS:
         assert np.array_equal(load(first, name)[tuple(index)], load(tmp_path / "m", name)[tuple(index)]), name
+
+
+def test_sampling_settings_not_given_come_from_the_previous_run(tmp_path, included, tiny_run, case_dir, first):
+    _, voxel = included
+    code = main(["refine", "--model", str(tiny_run), *inputs(case_dir), "--previous", str(first), "--out",
+                 str(tmp_path / "r"), point_arg("include", ras_of(case_dir, voxel)), "--progress", "none"])
+    assert code == 0
+    options = json.loads((tmp_path / "r" / "summary.json").read_text())["options"]
+    assert (options["members"], options["steps"]) == (3, 2), "as the previous run, not the card's defaults"
