@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from testing_utils import REPO, engine_env
 
@@ -31,16 +32,21 @@ def test_the_robot_clicks_the_centre_of_the_largest_error_component():
     assert next_click(truth, truth, affine) is None
 
 
-def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, tiny_run, phantom_cases):
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "robot_user.py"), "--model", str(tiny_run),
+@pytest.mark.parametrize("run", ["tiny_run", "tiny_region_run"])
+def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, run, phantom_cases, request):
+    model = request.getfixturevalue(run)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "robot_user.py"), "--model", str(model),
                            "--data", str(phantom_cases), "--cases", "phantom3", "--out", str(tmp_path), "--clicks", "2",
                            "--members", "2", "--steps", "2"], env=engine_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "robot_user.json").read_text())
     case = report["cases"]["phantom3"]
+    regions = ["wt", "tc", "et"] if run == "tiny_region_run" else ["wt"]
+    assert report["protocol"]["regions"] == regions
     for method in ("diffusion", "sphere"):
-        assert len(case[method]["dice"]["wt"]) == 3 and all(0 <= d <= 1 for d in case[method]["dice"]["wt"])
+        assert list(case[method]["dice"]) == regions
+        assert all(len(d) == 3 and all(0 <= v <= 1 for v in d) for d in case[method]["dice"].values())
     clicks = case["diffusion"]["clicks"]
     assert clicks and all(c["kind"] in ("include", "exclude") and c["seconds"] > 0 for c in clicks)
     assert all(c["uncertainty_after"] >= 0 and c["component_voxels"] > 0 for c in clicks)
