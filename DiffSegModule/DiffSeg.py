@@ -97,7 +97,7 @@ class DiffSegTest(ScriptedLoadableModuleTest):
     def test_phantom_end_to_end(self):
         import numpy as np
 
-        from DiffSegLib import dependencies, geometry, results, selftest
+        from DiffSegLib import dependencies, geometry, regions, results, selftest
         from DiffSegLib.logic import DiffSegLogic
         from DiffSegLib.models import find_model
 
@@ -126,9 +126,9 @@ class DiffSegTest(ScriptedLoadableModuleTest):
         reference = seg.GetNodeReference(results.INPUT_REFERENCE)
         self.assertTrue(seg.IsA("vtkMRMLSegmentationNode"))
         self.assertTrue(unc.IsA("vtkMRMLScalarVolumeNode"))
-        self.assertIsNotNone(seg.GetSegmentation().GetSegment(results.SEGMENT_ID))
+        self.assertIsNotNone(seg.GetSegmentation().GetSegment(regions.TUMOR.segment_id))
         np.testing.assert_array_equal(geometry.ijk_to_ras(unc), geometry.ijk_to_ras(reference))
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, results.SEGMENT_ID, reference) > 0
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg, regions.TUMOR.segment_id, reference) > 0
         dice = selftest.dice(mask, slicer.util.arrayFromVolume(truth) > 0)
         self.delayDisplay(f"Dice against the phantom's truth: {dice:.3f}")
         self.assertGreater(dice, selftest.MIN_DICE)

@@ -30,20 +30,23 @@ def input_problems(card: ModelCard, volumes: Mapping[str, object],
                    slices: tuple[int, int] | None = None) -> list[str]:
     """All reasons why ``volumes`` (modality → volume node or None) cannot be run with ``card``.
 
-    Checks, in order: every modality the card lists has a volume; each is a scalar (not label, not
+    Checks, in order: every modality the card requires has a volume (optional ones may be None); each
+    given one is a scalar (not label, not
     vector) volume with 3D image data, finite and not constant; no volume is used twice; every
     volume overlaps the reference volume (the card's first modality) in physical space; the
     optional slice range fits.
     """
     problems: list[str] = []
-    missing = [m for m in card.modalities if volumes.get(m) is None]
+    missing = [m for m in card.required_modalities if volumes.get(m) is None]
     if missing:
         names = ", ".join(_label(m) for m in missing)
+        optional = f"; {', '.join(_label(m) for m in card.optional_modalities)} optional" \
+            if card.optional_modalities else ""
         problems.append(f"Select a volume for {names} (the model '{card.title}' needs "
-                        f"{', '.join(_label(m) for m in card.modalities)}).")
+                        f"{', '.join(_label(m) for m in card.required_modalities)}{optional}).")
         return problems
 
-    chosen = {m: volumes[m] for m in card.modalities}
+    chosen = card.given(volumes)
     for modality, node in chosen.items():
         if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
             problems.append(f"'{node.GetName()}' ({_label(modality)}) is not a scalar image volume; "

@@ -8,6 +8,8 @@ returned :class:`RunHandle` from a timer); scripts use the blocking :meth:`DiffS
     seg, unc = DiffSegLogic().segment(flair=getNode("BraTS_flair"), t1=getNode("BraTS_t1"),
                                       t1ce=getNode("BraTS_t1ce"), t2=getNode("BraTS_t2"),
                                       model="phantom", members=5, steps=20)
+    result = DiffSegLogic().segment(flair=getNode("BraTS_flair"), t2=getNode("BraTS_t2"))  # a region model
+    result.uncertainties["et"], result.probabilities["tc"]  # per region: "wt", "tc", "et"
 
 Guarantees: the scene is only changed after the engine succeeded and all its outputs were read
 and checked; a failed or cancelled run changes nothing; the temporary folder is removed in every
@@ -27,6 +29,7 @@ from typing import Callable, Mapping
 import slicer
 
 from . import geometry, results, review, suspicious, volumeio
+from .regions import DEFAULT_THRESHOLD, threshold_attribute
 from .inputs import DiffSegInputError, input_problems
 from .models import ModelCard, ModelCardError, find_model, list_bundled_models, weights_problem
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
@@ -69,8 +72,8 @@ class RunRequest:
 
     @property
     def inputs(self) -> dict:
-        """Only the volumes the model uses, in the model's channel order."""
-        return {m: self.volumes.get(m) for m in self.model.modalities}
+        """The given volumes the model uses, in the model's channel order (empty optional ones left out)."""
+        return self.model.given(self.volumes)
 
     @property
     def reference(self):
@@ -203,7 +206,8 @@ class DiffSegLogic:
     def finish(self, handle: RunHandle):
         """Read a finished run's outputs into the scene; always removes the temporary folder.
 
-        :return: ``(segmentationNode, uncertaintyNode)``.
+        :return: a :class:`results.SegmentationResult`: ``(segmentationNode, uncertaintyNode)`` with
+            every region's volumes as attributes.
         :raises DiffSegCancelled: if the run was cancelled.
         :raises DiffSegRunError: if the engine failed or its outputs are unusable.
         """
@@ -233,23 +237,19 @@ class DiffSegLogic:
             info = {"LastRefinement": f"slices {handle.slices[0]}:{handle.slices[1]} with "
                                       f"{request.members} members, {request.sampler} {request.steps} steps",
                     "Seconds": _seconds(seconds)}
-            segmentation, uncertainty, _ = results.store_outputs(scene, reference, handle.key, merged, info,
-                                                                 segmentation=request.merge_into)
-            return segmentation, uncertainty
+            return results.store_outputs(scene, reference, handle.key, merged, info, segmentation=request.merge_into)
         slice_range = summary.get("slice_range") or list(handle.slices or (0, geometry.dimensions(reference)[axis]))
         info = {"Model": request.model.name, "ModelPath": str(request.model.path), "Members": request.members,
                 "Sampler": request.sampler, "Steps": request.steps, "Seed": request.seed,
                 "Device": request.device, "SliceAxis": axis, "SliceRange": f"{slice_range[0]}:{slice_range[1]}",
-                "Seconds": _seconds(seconds), "Threshold": review.DEFAULT_THRESHOLD,
-                "LastRefinement": ""}
+                "Seconds": _seconds(seconds), "LastRefinement": "",
+                **{threshold_attribute(r)[len("DiffSeg."):]: DEFAULT_THRESHOLD for r in loaded.regions}}
         previous = None if request.new_outputs else results.find_outputs(scene, handle.key)
-        segmentation, uncertainty, _ = results.store_outputs(scene, reference, handle.key, loaded, info,
-                                                             segmentation=previous)
-        return segmentation, uncertainty
+        return results.store_outputs(scene, reference, handle.key, loaded, info, segmentation=previous)
 
     def run(self, request: RunRequest, on_progress: Callable[[Progress], None] | None = None,
             should_cancel: Callable[[], bool] | None = None, timeout: float | None = None):
-        """Blocking run: start, wait (reporting progress), finish. Returns ``(segmentation, uncertainty)``."""
+        """Blocking run: start, wait (reporting progress), finish. Returns what :meth:`finish` returns."""
         handle = self.start(request)
 
         def on_event(event: EngineEvent) -> None:
@@ -273,12 +273,17 @@ class DiffSegLogic:
                 timeout: float | None = None):
         """Segment the tumour in the given volume nodes; blocks until done.
 
-        :param model: bundled model name (e.g. ``"phantom"``) or model folder; default: the bundled
-            model that uses the most of the given modalities.
+        Volumes the model lists as optional may be left out; only the given ones go to the engine.
+
+        :param model: bundled model name (e.g. ``"phantom"``) or model folder; default: see :meth:`choose_model`.
         :param members: ensemble members (default: the model card's).
         :param steps: sampler steps (default: the model card's).
-        :return: ``(segmentationNode, uncertaintyNode)``; the probability volume is referenced by the
-            segmentation node (role ``DiffSegProbability``).
+        :return: a :class:`results.SegmentationResult`, which unpacks as ``(segmentationNode, uncertaintyNode)``
+            (the whole tumour's uncertainty, as before regions) and has ``.segmentation``, ``.regions``
+            (``("wt",)`` or ``("wt", "tc", "et")``), ``.probabilities`` and ``.uncertainties`` (region → volume
+            node). A whole-tumour model's segmentation has one "Tumor" segment; a region model's has "Edema",
+            "Necrotic / non-enhancing core" and "Enhancing tumor". The segmentation node references the
+            volumes (roles ``DiffSegProbability``, ``DiffSegUncertainty``, with ``_tc`` / ``_et`` for the inner regions).
         """
         volumes = {m: v for m, v in (("flair", flair), ("t1", t1), ("t1ce", t1ce), ("t2", t2)) if v is not None}
         card = self.choose_model(model, volumes)
@@ -292,20 +297,22 @@ class DiffSegLogic:
 
     @staticmethod
     def choose_model(model: str | Path | None, volumes: Mapping[str, object]) -> ModelCard:
-        """The model card for ``model``; if None, the bundled model that fits the given modalities."""
+        """The model card for ``model``; if None, the bundled model whose required modalities were all given:
+        real-MRI models before the phantom demo model, then region models before whole-tumour ones, then
+        the one that uses the most of the given volumes."""
         try:
             if model is not None:
                 return find_model(model)
         except ModelCardError as err:
             raise DiffSegInputError(str(err)) from None
-        fitting = [c for c in list_bundled_models() if all(m in volumes for m in c.modalities)]
+        fitting = [c for c in list_bundled_models() if all(m in volumes for m in c.required_modalities)]
         if not fitting:
-            needs = "; ".join(f"{c.name}: {', '.join(c.modalities)}" for c in list_bundled_models()) or "none bundled"
-            raise DiffSegInputError(f"No bundled model uses exactly the given volumes ({', '.join(volumes) or 'none'}). "
-                                    f"Models and their inputs: {needs}.")
-        # Real-MRI models first (the phantom demo model has never seen patient data), then the one
-        # that uses the most of the given volumes.
-        fitting.sort(key=lambda c: (c.name == "phantom", -len(c.modalities), c.name))
+            needs = "; ".join(f"{c.name}: {', '.join(c.required_modalities)}" for c in list_bundled_models()) or "none bundled"
+            raise DiffSegInputError(f"No bundled model can run with the given volumes ({', '.join(volumes) or 'none'}). "
+                                    f"Models and the inputs they need: {needs}.")
+        # The phantom demo model has never seen patient data; a region model also gives the core and
+        # enhancing tumour.
+        fitting.sort(key=lambda c: (c.name == "phantom", -len(c.regions), -len(c.given(volumes)), c.name))
         return fitting[0]
 
     # -- review -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import bundled_models_dir
+from .regions import check_regions
 
 #: Canonical modality names (the engine's) → label shown in the panel.
 MODALITY_LABELS = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
@@ -54,10 +55,22 @@ class ModelCard:
     modalities: tuple[str, ...]
     inference_defaults: dict = field(default_factory=dict)
     intended_use: str = ""
+    #: Modalities that may stay empty (the engine gets only the given ones); never the reference.
+    optional_modalities: tuple[str, ...] = ()
+    #: Tumour regions the model outputs, in nesting order: ``("wt",)`` or e.g. ``("wt", "tc", "et")``.
+    regions: tuple[str, ...] = ("wt",)
 
     @property
     def reference_modality(self) -> str:
         return self.modalities[0]
+
+    @property
+    def required_modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in self.modalities if m not in self.optional_modalities)
+
+    def given(self, volumes) -> dict:
+        """The volumes of ``volumes`` (modality → node or None) this model uses, in channel order."""
+        return {m: volumes[m] for m in self.modalities if volumes.get(m) is not None}
 
     def default(self, key: str):
         """An inference default from the card, else DiffSeg's (sampler/steps/members)."""
@@ -67,7 +80,11 @@ class ModelCard:
 def read_model_card(folder: Path | str) -> ModelCard:
     """Read ``<folder>/model.json``.
 
-    :raises ModelCardError: if the file is missing, not JSON, or lacks ``modalities``.
+    Cards written before regions existed lack ``regions`` and ``optional_modalities``: they mean a
+    whole-tumour model that needs every modality it lists.
+
+    :raises ModelCardError: if the file is missing, not JSON, lacks ``modalities``, or declares
+        invalid regions or optional modalities.
     """
     folder = Path(folder)
     card_file = folder / "model.json"
@@ -84,6 +101,14 @@ def read_model_card(folder: Path | str) -> ModelCard:
     if unknown:
         raise ModelCardError(f"The model card {card_file} lists unknown modalities {unknown}; "
                              f"known ones are {list(MODALITY_LABELS)}.")
+    optional = tuple(data.get("optional_modalities") or ())
+    if not set(optional) <= set(modalities[1:]):
+        raise ModelCardError(f"The model card {card_file} lists optional modalities {list(optional)} that are not "
+                             f"among its modalities after the first (reference) one, {modalities[1:]}.")
+    try:
+        model_regions = check_regions(data.get("regions") or ("wt",))
+    except ValueError as err:
+        raise ModelCardError(f"The model card {card_file}: {err}") from None
     name = str(data.get("name") or folder.name)
     return ModelCard(
         name=name,
@@ -92,6 +117,8 @@ def read_model_card(folder: Path | str) -> ModelCard:
         modalities=tuple(modalities),
         inference_defaults=dict(data.get("inference_defaults", {})),
         intended_use=str(data.get("intended_use", "")),
+        optional_modalities=optional,
+        regions=model_regions,
     )
 
 

@@ -6,17 +6,15 @@ clicked slice, re-run, scene close, cleanup) and to changes of the parameter nod
 references, and hands a :class:`PanelView` to ``render`` after each. The Qt widget
 (:mod:`.widget`) only forwards events and renders views, so the whole behaviour runs and is tested
 under ``slicer-core``. Dialogs go through a :class:`Dialogs` object (the widget's uses
-``slicer.util``).
+``slicer.util``). The review (result and tumour region under review, threshold, ranked slices,
+re-run) is :class:`.panelreview.ReviewMixin`.
 
-Review state is kept per region (``reviews[region]``; today one region, ``results.SEGMENT_ID``).
 Leaving the module only unbinds the widgets: a run that ends meanwhile is still put under review.
 """
 
 from __future__ import annotations
 
-import logging
 import subprocess
-from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import vtk
@@ -24,11 +22,12 @@ import vtk
 import slicer
 from slicer.util import VTKObservationMixin
 
-from . import dependencies, panelview, results, review
+from . import dependencies, panelview, results
 from .inputs import DiffSegInputError
 from .logic import DiffSegLogic, RunHandle, RunRequest
 from .models import MODALITY_LABELS, MODALITY_PARAMETERS, ModelCard, ModelCardError, auto_assign, find_model, \
     list_bundled_models
+from .panelreview import ReviewMixin
 
 MODULE_NAME = "DiffSeg"
 #: Parameter → widget (``Resources/UI/DiffSeg.ui``) bound two-way by the parameter-node wrapper;
@@ -60,14 +59,6 @@ class Dialogs(Protocol):
     def choose_folder(self) -> str: ...
 
 
-@dataclass
-class RegionReview:
-    """A result under review for one region: its segmentation node ID and slices ranked by uncertainty."""
-
-    segmentation_id: str
-    ranked: list = field(default_factory=list)
-
-
 def singleton_parameter_node(scene):
     """The module's ``vtkMRMLScriptedModuleNode`` (created if absent), as Slicer's module logic does."""
     node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
@@ -90,7 +81,7 @@ def scalar_volumes(scene) -> list:
             and not v.GetAttribute(results.ROLE_ATTRIBUTE)]
 
 
-class PanelController(VTKObservationMixin):
+class PanelController(ReviewMixin, VTKObservationMixin):
     """The panel without Qt.
 
     :param parameter_class: the ``@parameterNodeWrapper`` class (:class:`.parameters.DiffSegParameterNode`).
@@ -110,7 +101,7 @@ class PanelController(VTKObservationMixin):
         self.params = None
         self.handle: RunHandle | None = None
         self.status = ""
-        self.reviews: dict[str, RegionReview] = {}
+        self.review = None
         self.loaded_models: list[ModelCard] = []
         self._inputs: list = []
 
@@ -139,7 +130,7 @@ class PanelController(VTKObservationMixin):
         if self.params is not None:
             self.removeObserver(self.params.parameterNode, vtk.vtkCommand.ModifiedEvent, self.parameters_modified)
         self.params = None
-        self.reviews = {}
+        self.review = None
         self._observe_inputs([])
 
     def scene_end_close(self, visible: bool) -> None:
@@ -154,12 +145,9 @@ class PanelController(VTKObservationMixin):
 
     # -- parameter node and referenced nodes --------------------------------------------------
     def parameters_modified(self, *_args) -> None:
-        """The parameter node changed (GUI binding or code): follow the reviewed result, observe inputs."""
+        """The parameter node changed (GUI binding or code): follow the reviewed result and region, observe inputs."""
         params = self.params
-        segmentation = params.outputSegmentation
-        current = self.reviews.get(results.SEGMENT_ID)
-        if (segmentation.GetID() if segmentation else None) != (current.segmentation_id if current else None):
-            self._review(segmentation)
+        self._follow_review()
         chosen = [getattr(params, MODALITY_PARAMETERS[m]) for m in MODALITY_PARAMETERS] + [params.roi]
         self._observe_inputs(list({node.GetID(): node for node in chosen if node is not None}.values()))
         self.render(self.view())
@@ -298,7 +286,7 @@ class PanelController(VTKObservationMixin):
         handle, self.handle = self.handle, None
         try:
             segmentation, _uncertainty = self.logic.finish(handle)
-        except (RuntimeError, OSError, ValueError) as err:  # DiffSegRunError, and set_tumor_labelmap's
+        except (RuntimeError, OSError, ValueError) as err:  # DiffSegRunError, and write_label_map's
             self.status = panelview.STATUS_FAILED
             self.dialogs.error(str(err))
         else:
@@ -315,65 +303,15 @@ class PanelController(VTKObservationMixin):
         self.logic.cancel(handle)
         self.status = panelview.STATUS_CANCELLED
 
-    # -- review -------------------------------------------------------------------------------
-    def _review(self, segmentation) -> None:
-        """Put ``segmentation`` under review: its stored threshold goes to the parameter (and so to the
-        slider), its slices are ranked. Setting the parameter, not the slider, keeps them in step."""
-        if segmentation is None:
-            self.reviews.pop(results.SEGMENT_ID, None)
-            return
-        self.reviews[results.SEGMENT_ID] = RegionReview(
-            segmentation.GetID(), review.rank_slices(segmentation, limit=panelview.RANKED_SLICES_SHOWN))
-        self.params.threshold = review.threshold_of(segmentation)
-
-    def threshold_settled(self) -> None:
-        """The threshold slider came to rest: re-derive the segment if the value differs from the result's."""
-        segmentation = self.params.outputSegmentation if self.params else None
-        if segmentation is None or abs(self.params.threshold - review.threshold_of(segmentation)) < 1e-9:
-            return
-        try:
-            review.apply_threshold(segmentation, float(self.params.threshold))
-        except (ValueError, RuntimeError) as err:
-            logging.warning("DiffSeg threshold: %s", err)
-            self.status = str(err)
-            self.render(self.view())
-
-    def slice_clicked(self, index: int) -> None:
-        segmentation = self.params.outputSegmentation
-        if segmentation is not None:
-            review.jump_to_slice(segmentation, index)
-
-    def rerun_clicked(self) -> None:
-        """Sample the chosen range (ROI, slice range, else 5 slices around the red view) again and merge."""
-        params = self.params
-        segmentation = params.outputSegmentation
-        if segmentation is None or self.handle is not None:
-            return
-        slices = None
-        if params.roi is None:
-            if params.restrictSlices:
-                slices = (params.sliceStart, params.sliceStop)
-            else:
-                slices = review.slices_around(segmentation, review.red_view_center(self.scene))
-        try:
-            request = self.logic.rerun_request(segmentation, slices=slices, roi=params.roi,
-                                               members=params.rerunMembers, steps=params.steps,
-                                               sampler=params.sampler, device=params.device)
-        except DiffSegInputError as err:
-            self.dialogs.error(str(err))
-            return
-        self.start(request)
-        self.render(self.view())
-
     # -- what the panel shows -----------------------------------------------------------------
     def view(self) -> panelview.PanelView:
         params, card = self.params, self.card()
         models = tuple((c.title, str(c.path)) for c in self.models()) + ((panelview.LOAD_FROM_FOLDER, ""),)
         paths = [path for _, path in models]
         used = card.modalities if card else ()
-        rows = tuple(panelview.ModalityRow(
-            m, m in used, f"{label}{' (reference)' if card and m == card.reference_modality else ''}:")
-            for m, label in MODALITY_LABELS.items())
+        rows = tuple(panelview.ModalityRow(m, m in used, panelview.modality_label(label, (
+            "reference" if m == card.reference_modality else "optional" if m in card.optional_modalities else ""
+        ) if card else "")) for m, label in MODALITY_LABELS.items())
         running = self.handle is not None
         progress = self.handle.progress if running else None
         if running:
@@ -382,7 +320,6 @@ class PanelController(VTKObservationMixin):
             request = self.request() if params is not None else None
             problems = self.problems(request) if params is not None else [panelview.NO_MODEL]
             apply = ("Apply", not problems, problems[0] if problems else panelview.ready_tooltip(card.title))
-        current = self.reviews.get(results.SEGMENT_ID)
         return panelview.PanelView(
             models=models,
             model_index=paths.index(str(card.path)) if card and str(card.path) in paths else len(models) - 1,
@@ -396,5 +333,5 @@ class PanelController(VTKObservationMixin):
             progress_visible=running,
             progress_maximum=max(progress.total, 1) if progress else 0,
             progress_value=progress.done if progress else 0,
-            ranking=panelview.ranking_rows(current.ranked) if current else ())
+            **self.review_view())
 

@@ -34,7 +34,8 @@ STATUS_CLOSED = "The scene was closed; a running segmentation was cancelled."
 
 @dataclass(frozen=True)
 class ModalityRow:
-    """One modality selector row: shown when the model uses it, labelled (reference) for the first."""
+    """One modality selector row: shown when the model uses it, labelled (reference) for the first and
+    (optional) for those the model can do without."""
 
     modality: str
     shown: bool
@@ -46,7 +47,8 @@ class PanelView:
     """Everything the widget renders that the parameter-node binding does not.
 
     ``models``: (title, model folder) per combo entry, the last one ``(LOAD_FROM_FOLDER, "")``;
-    ``progress_maximum`` 0 means busy (no total yet); ``ranking``: (text, slice index) per list row.
+    ``progress_maximum`` 0 means busy (no total yet); ``ranking``: (text, slice index) per list row;
+    ``regions``: (title, region code) per entry of the region selector, shown only for a region result.
     """
 
     models: tuple[tuple[str, str], ...]
@@ -64,6 +66,9 @@ class PanelView:
     progress_maximum: int
     progress_value: int
     ranking: tuple[tuple[str, int], ...]
+    regions: tuple[tuple[str, str], ...]
+    region_index: int
+    region_visible: bool
 
 
 def duration(seconds: float) -> str:
@@ -85,6 +90,11 @@ def progress_status(progress: Progress) -> str:
 def done_status(seconds: str) -> str:
     """Status after a run, from the segmentation's ``DiffSeg.Seconds`` attribute ("" if unknown)."""
     return f"Done{f' in {duration(float(seconds))}' if seconds else ''}."
+
+
+def modality_label(label: str, role: str) -> str:
+    """A selector's label: ``"FLAIR (reference):"``, ``"T1 (optional):"`` or ``"T2:"`` (role ``""``)."""
+    return f"{label}{f' ({role})' if role else ''}:"
 
 
 def ready_tooltip(model_title: str) -> str:

@@ -1,9 +1,9 @@
 """The panel's parameters, saved with the scene, bound to ``Resources/UI/DiffSeg.ui``.
 
-Each attribute but ``model`` is bound two-way to the widget :data:`.panel.GUI_BINDINGS` names (the
+Each attribute but ``model`` and ``region`` is bound two-way to the widget :data:`.panel.GUI_BINDINGS` names (the
 .ui marks the same widgets with a ``SlicerParameterName`` dynamic property), through
-``connectParametersToGui``. Only ``model`` is set by code: its combo box lists models found at run
-time, which a ``Choice`` validator cannot express.
+``connectParametersToGui``. ``model`` and ``region`` are set by code: their combo boxes list what is
+found at run time (the models; the regions of the result under review), which a bound ``Choice`` cannot express.
 
 Imported only inside Slicer (``slicer.parameterNodeWrapper`` is not part of ``slicer-core``); the
 logic never depends on this file.
@@ -15,6 +15,7 @@ from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmen
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
 from .logic import DEVICES, SAMPLERS
+from .regions import REGIONS
 
 
 @parameterNodeWrapper
@@ -25,7 +26,8 @@ class DiffSegParameterNode:
     flairVolume, t1Volume, t1ceVolume, t2Volume: input volumes (only those the model lists are used).
     members, sampler, steps, device, seed: sampling settings (members × steps network passes per slice).
     roi, restrictSlices, sliceStart, sliceStop: optional region; ROI wins over the slice range.
-    outputSegmentation, threshold, rerunMembers: review of a result.
+    outputSegmentation, region, threshold, rerunMembers: review of a result; ``threshold`` is that of
+    ``region`` (wt, tc or et), each region's is stored on the result.
     """
 
     model: str = ""
@@ -43,5 +45,6 @@ class DiffSegParameterNode:
     sliceStart: Annotated[int, WithinRange(0, 9999)] = 0
     sliceStop: Annotated[int, WithinRange(0, 9999)] = 0
     outputSegmentation: vtkMRMLSegmentationNode
+    region: Annotated[str, Choice(list(REGIONS))] = "wt"
     threshold: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
     rerunMembers: Annotated[int, WithinRange(1, 100)] = 10

@@ -1,9 +1,10 @@
-"""Engine outputs → scene nodes: the segmentation, the uncertainty and the probability volume.
+"""Engine outputs → scene nodes: the segmentation and, per tumour region, uncertainty and probability.
 
 Outputs of one set of inputs are recognised by the attribute ``DiffSeg.InputKey`` (the modality →
-input node ID map), so a second run on the same inputs *updates* the same three nodes instead of
-adding new ones. The segmentation node references the probability and uncertainty volumes
-(saved with the scene), which is what the review tools use after a scene is reloaded.
+input node ID map), so a second run on the same inputs *updates* the same nodes instead of adding
+new ones. The segmentation node references each region's probability and uncertainty volume (saved
+with the scene; the whole tumour's under the references used before regions existed, the inner
+regions' with a ``_tc`` / ``_et`` suffix), which is what the review tools use after a scene is reloaded.
 
 Reading happens into detached nodes first (:func:`load_engine_outputs`); only when every file
 was read and matches the reference grid is the scene touched (:func:`store_outputs`).
@@ -21,22 +22,14 @@ import vtk
 
 import slicer
 
-from . import geometry, volumeio
+from . import geometry, segments, volumeio
+from .regions import (REGION_TITLES, REGIONS, REGIONS_ATTRIBUTE, check_regions, output_key, probability_reference,
+                      regions_of, uncertainty_reference)
 
 ROLE_ATTRIBUTE = "DiffSeg.Role"
 KEY_ATTRIBUTE = "DiffSeg.InputKey"
-PROBABILITY_REFERENCE = "DiffSegProbability"
-UNCERTAINTY_REFERENCE = "DiffSegUncertainty"
+REGION_ATTRIBUTE = "DiffSeg.Region"
 INPUT_REFERENCE = "DiffSegInput"
-
-SEGMENT_ID = "Tumor"
-SEGMENT_NAME = "Tumor"
-SEGMENT_COLOR = (0.35, 0.85, 0.45)
-#: DICOM/SNOMED: Morphologically altered structure / Neoplasm, anatomic region Brain.
-SEGMENT_TERMINOLOGY = (
-    "Segmentation category and type - DICOM master list"
-    "~SCT^49755003^Morphologically Altered Structure~SCT^108369006^Neoplasm~^^"
-    "~Anatomic codes - DICOM master list~SCT^12738006^Brain~^^")
 
 #: Variance of binary members is at most 0.25 (half the members say yes): a fixed display range
 #: makes colours comparable between cases and runs.
@@ -60,21 +53,32 @@ def input_key(volumes: Mapping[str, object]) -> str:
 
 @dataclass
 class EngineOutputs:
-    """Engine results read into detached nodes, checked against the reference grid."""
+    """Engine results read into detached nodes, checked against the reference grid.
+
+    ``segmentation``: the label map; ``probability`` / ``uncertainty``: region → volume node, in
+    nesting order (``wt`` always first).
+    """
 
     segmentation: object
-    probability: object
-    uncertainty: object
+    probability: dict
+    uncertainty: dict
     summary: dict
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(self.probability)
 
 
 def load_engine_outputs(outputs: Mapping[str, str], reference) -> EngineOutputs:
-    """Read the engine's NIfTI outputs and ``summary.json``; nothing is added to the scene.
+    """Read the engine's NIfTI outputs (every region's) and ``summary.json``; nothing is added to the scene.
 
     :raises OSError: a file is missing/unreadable, or its grid differs from ``reference``'s.
+    :raises ValueError: the outputs' regions are not nested (e.g. ET without TC).
     """
+    regions = check_regions([r for r in REGIONS if r == "wt" or output_key("probability", r) in outputs])
+    names = ["segmentation"] + [output_key(kind, r) for r in regions for kind in ("probability", "uncertainty")]
     nodes = {}
-    for role in ("segmentation", "probability", "uncertainty"):
+    for role in names:
         if role not in outputs:
             raise OSError(f"The engine did not report its '{role}' output.")
         node = volumeio.read_nifti(outputs[role])
@@ -89,7 +93,29 @@ def load_engine_outputs(outputs: Mapping[str, str], reference) -> EngineOutputs:
     summary = {}
     if outputs.get("summary") and Path(outputs["summary"]).is_file():
         summary = json.loads(Path(outputs["summary"]).read_text(encoding="utf-8"))
-    return EngineOutputs(nodes["segmentation"], nodes["probability"], nodes["uncertainty"], summary)
+    return EngineOutputs(nodes["segmentation"], {r: nodes[output_key("probability", r)] for r in regions},
+                         {r: nodes[output_key("uncertainty", r)] for r in regions}, summary)
+
+
+class SegmentationResult(tuple):
+    """What a run returns: the pair ``(segmentation, uncertainty)`` (the whole tumour's uncertainty, so
+    ``seg, unc = logic.segment(...)`` works as before regions), with every region's volumes as attributes.
+
+    :ivar segmentation: the segmentation node.
+    :ivar regions: ``("wt",)`` or e.g. ``("wt", "tc", "et")``.
+    :ivar probabilities: region → probability volume node.
+    :ivar uncertainties: region → uncertainty (variance of the members) volume node.
+    """
+
+    def __new__(cls, segmentation):
+        regions = regions_of(segmentation)
+        volumes = {r: output_volumes(segmentation, r) for r in regions}
+        result = super().__new__(cls, (segmentation, volumes["wt"][1]))
+        result.segmentation = segmentation
+        result.regions = regions
+        result.probabilities = {r: pair[0] for r, pair in volumes.items()}
+        result.uncertainties = {r: pair[1] for r, pair in volumes.items()}
+        return result
 
 
 # -- finding and removing previous outputs -------------------------------------------------------
@@ -103,10 +129,10 @@ def find_outputs(scene, key: str):
     return None
 
 
-def output_volumes(segmentation):
-    """``(probability, uncertainty)`` volume nodes referenced by a DiffSeg segmentation node."""
-    return (segmentation.GetNodeReference(PROBABILITY_REFERENCE),
-            segmentation.GetNodeReference(UNCERTAINTY_REFERENCE))
+def output_volumes(segmentation, region: str = "wt"):
+    """``(probability, uncertainty)`` volume nodes of ``region`` referenced by a DiffSeg segmentation node."""
+    return (segmentation.GetNodeReference(probability_reference(region)),
+            segmentation.GetNodeReference(uncertainty_reference(region)))
 
 
 def remove_node(scene, node) -> None:
@@ -125,9 +151,9 @@ def remove_node(scene, node) -> None:
 
 
 def remove_outputs(scene, segmentation) -> None:
-    """Remove a DiffSeg segmentation node and the volumes it references."""
-    probability, uncertainty = output_volumes(segmentation)
-    for node in (segmentation, probability, uncertainty):
+    """Remove a DiffSeg segmentation node and every region's volumes it references."""
+    volumes = [node for region in regions_of(segmentation) for node in output_volumes(segmentation, region)]
+    for node in (segmentation, *volumes):
         remove_node(scene, node)
 
 
@@ -210,54 +236,53 @@ def _set_volume(scene, node, name: str, image: vtk.vtkImageData, reference, role
     return node
 
 
-def _new_segmentation(scene, name: str, reference):
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-    segmentation.CreateDefaultDisplayNodes()
-    return segmentation
-
-
-def set_tumor_labelmap(segmentation, mask: vtk.vtkImageData, ijk_to_ras: np.ndarray) -> None:
-    """Replace the "Tumor" segment (created with colour and terminology if absent) by ``mask``."""
-    content = segmentation.GetSegmentation()
-    if content.GetSegment(SEGMENT_ID) is None:
-        content.AddEmptySegment(SEGMENT_ID, SEGMENT_NAME, SEGMENT_COLOR)
-        segment = content.GetSegment(SEGMENT_ID)
-        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), SEGMENT_TERMINOLOGY)
-    labelmap = slicer.vtkOrientedImageData()
-    labelmap.ShallowCopy(mask)
-    labelmap.SetImageToWorldMatrix(geometry.vtk_matrix(ijk_to_ras))
-    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        labelmap, segmentation, SEGMENT_ID, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
-    if not ok:
-        raise RuntimeError(f"Could not write the tumour mask into '{segmentation.GetName()}'.")
+def _store_region(scene, segmentation, reference, key: str, results: EngineOutputs, region: str):
+    """Create or update one region's probability and uncertainty volumes; returns them."""
+    probability_node, uncertainty_node = output_volumes(segmentation, region) if segmentation else (None, None)
+    title = f" ({REGION_TITLES[region].lower()})" if len(results.regions) > 1 else ""
+    name = reference.GetName()
+    probability_node = _set_volume(scene, probability_node, f"{name} DiffSeg probability{title}",
+                                   results.probability[region].GetImageData(), reference,
+                                   output_key("probability", region), key)
+    uncertainty_node = _set_volume(scene, uncertainty_node, f"{name} DiffSeg uncertainty{title}",
+                                   results.uncertainty[region].GetImageData(), reference,
+                                   output_key("uncertainty", region), key)
+    for node in (probability_node, uncertainty_node):
+        node.SetAttribute(REGION_ATTRIBUTE, region)
+    _style_probability(probability_node)
+    _style_uncertainty(scene, uncertainty_node)
+    return probability_node, uncertainty_node
 
 
 def store_outputs(scene, reference, key: str, results: EngineOutputs, run_info: Mapping[str, object],
-                  segmentation=None):
+                  segmentation=None) -> SegmentationResult:
     """Put engine results into the scene; update ``segmentation``'s nodes if given.
 
-    :return: ``(segmentation, uncertainty, probability)`` nodes.
+    The segments are the engine's label map, value for value (see :mod:`.segments`); regions an earlier
+    result on ``segmentation`` had and this one lacks lose their volumes.
     """
-    name = reference.GetName()
-    probability_node, uncertainty_node = output_volumes(segmentation) if segmentation else (None, None)
-    probability_node = _set_volume(scene, probability_node, f"{name} DiffSeg probability",
-                                   results.probability.GetImageData(), reference, "probability", key)
-    uncertainty_node = _set_volume(scene, uncertainty_node, f"{name} DiffSeg uncertainty",
-                                   results.uncertainty.GetImageData(), reference, "uncertainty", key)
-    _style_probability(probability_node)
-    _style_uncertainty(scene, uncertainty_node)
-
+    stale = [r for r in (regions_of(segmentation) if segmentation else ()) if r not in results.regions]
+    volumes = {r: _store_region(scene, segmentation, reference, key, results, r) for r in results.regions}
     if segmentation is None:
-        segmentation = _new_segmentation(scene, f"{name} DiffSeg", reference)
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{reference.GetName()} DiffSeg")
+        segmentation.CreateDefaultDisplayNodes()
+    for region in stale:
+        for node in output_volumes(segmentation, region):
+            remove_node(scene, node)
+        segmentation.RemoveNodeReferenceIDs(probability_reference(region))
+        segmentation.RemoveNodeReferenceIDs(uncertainty_reference(region))
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
     segmentation.SetAttribute(ROLE_ATTRIBUTE, "segmentation")
     segmentation.SetAttribute(KEY_ATTRIBUTE, key)
+    segmentation.SetAttribute(REGIONS_ATTRIBUTE, ",".join(results.regions))
     segmentation.SetNodeReferenceID(INPUT_REFERENCE, reference.GetID())
-    segmentation.SetNodeReferenceID(PROBABILITY_REFERENCE, probability_node.GetID())
-    segmentation.SetNodeReferenceID(UNCERTAINTY_REFERENCE, uncertainty_node.GetID())
+    for region, (probability_node, uncertainty_node) in volumes.items():
+        segmentation.SetNodeReferenceID(probability_reference(region), probability_node.GetID())
+        segmentation.SetNodeReferenceID(uncertainty_reference(region), uncertainty_node.GetID())
     for attribute, value in run_info.items():
         segmentation.SetAttribute(f"DiffSeg.{attribute}", str(value))
     _place_like(scene, segmentation, reference)
-    set_tumor_labelmap(segmentation, results.segmentation.GetImageData(), geometry.ijk_to_ras(reference))
-    show_in_slice_views(scene, reference, uncertainty_node)
-    return segmentation, uncertainty_node, probability_node
+    segments.write_label_map(segmentation, volumeio.array_kji(results.segmentation), geometry.ijk_to_ras(reference),
+                             results.regions)
+    show_in_slice_views(scene, reference, volumes["wt"][1])
+    return SegmentationResult(segmentation)

@@ -1,7 +1,8 @@
-"""Review tools on finished outputs: live threshold, slices ranked by uncertainty, merging a re-run.
+"""Review tools on finished outputs: live threshold per region, slices ranked by uncertainty, merging a re-run.
 
 All work on the nodes a DiffSeg segmentation references (see :mod:`results`), on the reference
-grid, without resampling. MRML + numpy only.
+grid, without resampling. Each region keeps its own threshold (``DiffSeg.Threshold``, ``_tc``, ``_et``);
+the segments are always the label map of every region at its threshold, nesting enforced. MRML + numpy only.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import vtk
 
 import slicer
 
-from . import geometry, results, volumeio
+from . import geometry, results, segments, volumeio
+from .regions import DEFAULT_THRESHOLD, label_map_at, regions_of, threshold_attribute
 
 SLICE_AXIS_ATTRIBUTE = "DiffSeg.SliceAxis"
-THRESHOLD_ATTRIBUTE = "DiffSeg.Threshold"
-DEFAULT_THRESHOLD = 0.5
+THRESHOLD_ATTRIBUTE = threshold_attribute("wt")
 
 
 def reference_volume(segmentation):
@@ -32,35 +33,40 @@ def slice_axis_of(segmentation) -> int:
     return geometry.slice_axis(reference_volume(segmentation))
 
 
-def threshold_of(segmentation) -> float:
-    value = segmentation.GetAttribute(THRESHOLD_ATTRIBUTE)
+def threshold_of(segmentation, region: str = "wt") -> float:
+    value = segmentation.GetAttribute(threshold_attribute(region))
     return float(value) if value not in (None, "") else DEFAULT_THRESHOLD
 
 
-def threshold_image(probability_image: vtk.vtkImageData, threshold: float) -> vtk.vtkImageData:
-    """Binary uint8 image: 1 where probability ≥ ``threshold``."""
-    filt = vtk.vtkImageThreshold()
-    filt.SetInputData(probability_image)
-    filt.ThresholdByUpper(float(threshold))
-    filt.SetInValue(1)
-    filt.SetOutValue(0)
-    filt.SetOutputScalarTypeToUnsignedChar()
-    filt.Update()
-    output = vtk.vtkImageData()
-    output.DeepCopy(filt.GetOutput())
-    return output
+def thresholds_of(segmentation) -> dict[str, float]:
+    """Region → its threshold, for every region of the result."""
+    return {r: threshold_of(segmentation, r) for r in regions_of(segmentation)}
 
 
-def apply_threshold(segmentation, threshold: float) -> None:
-    """Set the "Tumor" segment to probability ≥ ``threshold`` (same grid: no resampling)."""
+def _probabilities(segmentation) -> dict:
+    """Region → probability array (KJI) of a result; raises ValueError when one is missing."""
+    arrays = {}
+    for region in regions_of(segmentation):
+        probability, _ = results.output_volumes(segmentation, region)
+        if probability is None or probability.GetImageData() is None:
+            raise ValueError(f"'{segmentation.GetName()}' has no DiffSeg probability volume to threshold.")
+        arrays[region] = volumeio.array_kji(probability)
+    return arrays
+
+
+def apply_threshold(segmentation, threshold: float, region: str = "wt") -> None:
+    """Threshold ``region``'s probability at ``threshold`` (same grid: no resampling) and rebuild the segments
+    from every region's mask (the others at their stored thresholds), nesting enforced by union upwards."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"The threshold must be in (0, 1], not {threshold}.")
-    probability, _ = results.output_volumes(segmentation)
-    if probability is None or probability.GetImageData() is None:
-        raise ValueError(f"'{segmentation.GetName()}' has no DiffSeg probability volume to threshold.")
-    mask = threshold_image(probability.GetImageData(), threshold)
-    results.set_tumor_labelmap(segmentation, mask, geometry.ijk_to_ras(probability))
-    segmentation.SetAttribute(THRESHOLD_ATTRIBUTE, f"{threshold:g}")
+    if region not in regions_of(segmentation):
+        raise ValueError(f"'{segmentation.GetName()}' has no region '{region}' (it has {', '.join(regions_of(segmentation))}).")
+    probabilities = _probabilities(segmentation)
+    thresholds = {**thresholds_of(segmentation), region: float(threshold)}
+    reference = results.output_volumes(segmentation, "wt")[0]
+    segments.write_label_map(segmentation, label_map_at(probabilities, thresholds), geometry.ijk_to_ras(reference),
+                             tuple(probabilities))
+    segmentation.SetAttribute(threshold_attribute(region), f"{threshold:g}")
 
 
 @dataclass(frozen=True)
@@ -72,14 +78,14 @@ class RankedSlice:
     voxels: int
 
 
-def rank_slices(segmentation, limit: int | None = None) -> list[RankedSlice]:
-    """Slices with any probability > 0, most uncertain first.
+def rank_slices(segmentation, limit: int | None = None, region: str = "wt") -> list[RankedSlice]:
+    """Slices with any probability > 0 of ``region``, most uncertain first.
 
     The score of a slice is the mean uncertainty over its voxels with probability > 0, so a slice
     where the members disagree on a few voxels of a small lesion ranks above one where they agree
     on a large lesion.
     """
-    probability, uncertainty = results.output_volumes(segmentation)
+    probability, uncertainty = results.output_volumes(segmentation, region)
     if probability is None or uncertainty is None:
         return []
     axis = 2 - slice_axis_of(segmentation)  # IJK axis → numpy KJI axis
@@ -104,31 +110,36 @@ def jump_to_slice(segmentation, index: int) -> tuple[float, float, float]:
 
 def merge_outputs(segmentation, new: results.EngineOutputs, slices: tuple[int, int],
                   axis: int) -> results.EngineOutputs:
-    """Existing outputs with slices ``[a, b)`` along ``axis`` replaced by a re-run's outputs.
+    """Existing outputs with slices ``[a, b)`` along ``axis`` replaced by a re-run's, for every region.
 
-    The mask is recomputed from the merged probability with the segmentation's current threshold.
+    The label map is rebuilt from the merged probabilities at the segmentation's thresholds.
     Returns detached nodes ready for :func:`results.store_outputs`.
     """
-    probability, uncertainty = results.output_volumes(segmentation)
-    if probability is None or uncertainty is None:
-        raise ValueError(f"'{segmentation.GetName()}' has no DiffSeg outputs to merge into.")
+    if new.regions != regions_of(segmentation):
+        raise ValueError(f"The re-run gave the regions {', '.join(new.regions)}; '{segmentation.GetName()}' has "
+                         f"{', '.join(regions_of(segmentation))}.")
     np_axis = 2 - axis
     slab = [slice(None)] * 3
     slab[np_axis] = slice(int(slices[0]), int(slices[1]))
     slab = tuple(slab)
-    merged = {}
-    for role, old_node, new_node in (("probability", probability, new.probability),
-                                     ("uncertainty", uncertainty, new.uncertainty)):
-        values = np.array(volumeio.array_kji(old_node), dtype=np.float32, copy=True)
-        incoming = volumeio.array_kji(new_node)
-        if incoming.shape != values.shape:
-            raise ValueError(f"The re-run's {role} has shape {incoming.shape}, the existing one {values.shape}.")
-        values[slab] = incoming[slab]
-        merged[role] = volumeio.detached_volume(volumeio.image_from_array(values),
-                                                geometry.ijk_to_ras(old_node), role)
-    mask = threshold_image(merged["probability"].GetImageData(), threshold_of(segmentation))
-    mask_node = volumeio.detached_volume(mask, geometry.ijk_to_ras(probability), "segmentation")
-    return results.EngineOutputs(mask_node, merged["probability"], merged["uncertainty"], new.summary)
+    merged = {"probability": {}, "uncertainty": {}}
+    for region in new.regions:
+        old_nodes = dict(zip(("probability", "uncertainty"), results.output_volumes(segmentation, region)))
+        for role, old_node in old_nodes.items():
+            if old_node is None:
+                raise ValueError(f"'{segmentation.GetName()}' has no DiffSeg outputs to merge into.")
+            values = np.array(volumeio.array_kji(old_node), dtype=np.float32, copy=True)
+            incoming = volumeio.array_kji(getattr(new, role)[region])
+            if incoming.shape != values.shape:
+                raise ValueError(f"The re-run's {role} has shape {incoming.shape}, the existing one {values.shape}.")
+            values[slab] = incoming[slab]
+            merged[role][region] = volumeio.detached_volume(volumeio.image_from_array(values),
+                                                            geometry.ijk_to_ras(old_node), role)
+    labels = label_map_at({r: volumeio.array_kji(n) for r, n in merged["probability"].items()},
+                          thresholds_of(segmentation))
+    label_node = volumeio.detached_volume(volumeio.image_from_array(labels),
+                                          geometry.ijk_to_ras(merged["probability"]["wt"]), "segmentation")
+    return results.EngineOutputs(label_node, merged["probability"], merged["uncertainty"], new.summary)
 
 
 def slices_around(segmentation, world_position, half_width: int = 2) -> tuple[int, int]:

@@ -58,7 +58,7 @@ def _foreground_on_reference(node, foreground: np.ndarray, reference) -> np.ndar
 
 def input_warnings(card: ModelCard, volumes: Mapping[str, object]) -> list[str]:
     """Warnings for the volumes a run would use (modality → node; call after the input checks passed)."""
-    chosen = {m: volumes[m] for m in card.modalities}
+    chosen = card.given(volumes)
     warnings, foregrounds = [], {}
     for modality, node in chosen.items():
         background = background_mask(volumeio.array_kji(node))

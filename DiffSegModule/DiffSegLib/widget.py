@@ -67,6 +67,7 @@ class DiffSegPanel(VTKObservationMixin):
         self.ui.outputSegmentationSelector.addAttribute("vtkMRMLSegmentationNode", results.ROLE_ATTRIBUTE, "segmentation")
         # Explicit signatures: several of these signals are overloaded in Qt 5 (e.g. currentNodeChanged(bool)).
         self.ui.modelComboBox.connect("activated(int)", self._onModelChosen)
+        self.ui.tumorRegionComboBox.connect("activated(int)", self._onRegionChosen)
         self.ui.applyButton.connect("clicked(bool)", self._onApply)
         self.ui.rerunButton.connect("clicked(bool)", self._onRerun)
         self.ui.uncertainSlicesListWidget.connect("itemClicked(QListWidgetItem*)", self._onSliceClicked)
@@ -120,6 +121,9 @@ class DiffSegPanel(VTKObservationMixin):
     def _onModelChosen(self, index: int) -> None:
         self.controller.model_chosen(self.ui.modelComboBox.itemData(index))
 
+    def _onRegionChosen(self, index: int) -> None:
+        self.controller.region_chosen(self.ui.tumorRegionComboBox.itemData(index))
+
     def _onApply(self, _checked: bool = False) -> None:
         self.controller.apply_clicked()
         self._followRun()
@@ -146,14 +150,7 @@ class DiffSegPanel(VTKObservationMixin):
     def render(self, view) -> None:
         """Copy a :class:`PanelView` into the widgets (lists only when they changed)."""
         ui = self.ui
-        if self._rendered.get("models") != view.models:
-            ui.modelComboBox.blockSignals(True)
-            ui.modelComboBox.clear()
-            for title, path in view.models:
-                ui.modelComboBox.addItem(title, path)
-            ui.modelComboBox.blockSignals(False)
-            self._rendered["models"] = view.models
-        ui.modelComboBox.setCurrentIndex(view.model_index)
+        self._renderCombo(ui.modelComboBox, "models", view.models, view.model_index)
         ui.modelInfoLabel.setText(view.model_info)
         for row in view.rows:
             getattr(ui, f"{row.modality}Label").setVisible(row.shown)
@@ -170,6 +167,9 @@ class DiffSegPanel(VTKObservationMixin):
         ui.progressBar.setVisible(view.progress_visible)
         ui.progressBar.setRange(0, view.progress_maximum)
         ui.progressBar.setValue(view.progress_value)
+        ui.tumorRegionLabel.setVisible(view.region_visible)
+        ui.tumorRegionComboBox.setVisible(view.region_visible)
+        self._renderCombo(ui.tumorRegionComboBox, "regions", view.regions, view.region_index)
         if self._rendered.get("ranking") != view.ranking:
             ui.uncertainSlicesListWidget.clear()
             for text, index in view.ranking:
@@ -177,3 +177,14 @@ class DiffSegPanel(VTKObservationMixin):
                 item.setData(qt.Qt.UserRole, index)
                 ui.uncertainSlicesListWidget.addItem(item)
             self._rendered["ranking"] = view.ranking
+
+    def _renderCombo(self, combo, key: str, entries, index: int) -> None:
+        """Fill ``combo`` with (title, data) ``entries`` when they changed, and select ``index``."""
+        if self._rendered.get(key) != entries:
+            combo.blockSignals(True)
+            combo.clear()
+            for title, data in entries:
+                combo.addItem(title, data)
+            combo.blockSignals(False)
+            self._rendered[key] = entries
+        combo.setCurrentIndex(index)

@@ -16,7 +16,7 @@ import pytest
 import slicer
 from conftest import ijk_to_ras, write_case
 
-from DiffSegLib import geometry, results, review
+from DiffSegLib import geometry, regions, results, review
 from DiffSegLib.logic import DiffSegCancelled, DiffSegLogic, RunRequest
 from DiffSegLib.models import read_model_card
 
@@ -65,7 +65,7 @@ def test_full_run_through_the_engine_matches_its_files(harness, engine_model, sc
     # The segment, exported through a storage node, equals the engine's mask voxel for voxel and in geometry.
     labelmap = harness.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-        seg, [results.SEGMENT_ID], labelmap, reference)
+        seg, [regions.TUMOR.segment_id], labelmap, reference)
     labelmap.AddDefaultStorageNode()
     labelmap.GetStorageNode().SetFileName(str(tmp_path / "exported.nii.gz"))
     assert labelmap.GetStorageNode().WriteData(labelmap)
@@ -196,7 +196,7 @@ def test_selftest_case_reaches_the_dice_bar_with_the_bundled_model(harness, tmp_
     reference = seg.GetNodeReference(results.INPUT_REFERENCE)
     labelmap = harness.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-        seg, [results.SEGMENT_ID], labelmap, reference)
+        seg, [regions.TUMOR.segment_id], labelmap, reference)
     mask = slicer.util.arrayFromVolume(labelmap) > 0
     label = slicer.util.arrayFromVolume(truth) > 0
     score = selftest.dice(mask, label)

@@ -17,7 +17,7 @@ import slicer
 import vtk
 from conftest import ijk_to_ras
 
-from DiffSegLib import geometry, results, review
+from DiffSegLib import geometry, regions, results, review
 from DiffSegLib.logic import DiffSegCancelled, DiffSegRunError
 
 
@@ -25,7 +25,7 @@ def export_segment(harness, segmentation, reference, path: Path) -> nib.Nifti1Im
     """The "Tumor" segment as a labelmap on the reference grid, written through a storage node."""
     labelmap = harness.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-        segmentation, [results.SEGMENT_ID], labelmap, reference)
+        segmentation, [regions.TUMOR.segment_id], labelmap, reference)
     labelmap.AddDefaultStorageNode()
     storage = labelmap.GetStorageNode()
     storage.SetFileName(str(path))
@@ -43,12 +43,12 @@ def test_run_puts_named_segment_and_volumes_in_the_scene(harness, stub, volumes)
     seg, unc = stub.logic().run(stub.request(keep_engine_outputs=kept))
     flair = volumes["flair"]
     assert seg.IsA("vtkMRMLSegmentationNode") and unc.IsA("vtkMRMLScalarVolumeNode")
-    segment = seg.GetSegmentation().GetSegment(results.SEGMENT_ID)
+    segment = seg.GetSegmentation().GetSegment(regions.TUMOR.segment_id)
     assert segment.GetName() == "Tumor"
-    assert np.allclose(segment.GetColor(), results.SEGMENT_COLOR)
+    assert np.allclose(segment.GetColor(), regions.TUMOR.color)
     terminology = vtk.reference("")
     assert segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
-    assert str(terminology) == results.SEGMENT_TERMINOLOGY and "SCT^108369006^Neoplasm" in str(terminology)
+    assert str(terminology) == regions.TUMOR.terminology and "SCT^108369006^Neoplasm" in str(terminology)
     assert seg.GetNodeReference(seg.GetReferenceImageGeometryReferenceRole()) is flair
     # Geometry: the uncertainty shares the input's IJK→RAS exactly; the mask equals the engine's NIfTI.
     assert np.array_equal(ijk_to_ras(unc), ijk_to_ras(flair))
@@ -196,7 +196,7 @@ def test_scene_saved_to_mrb_and_reloaded_keeps_the_outputs(harness, stub, tmp_pa
         prob2, unc2 = results.output_volumes(reloaded)
         assert np.array_equal(_array(prob2), prob) and np.array_equal(_array(unc2), var)
         assert reloaded.GetAttribute(review.THRESHOLD_ATTRIBUTE) == "0.25"
-        assert reloaded.GetSegmentation().GetSegment(results.SEGMENT_ID).GetName() == "Tumor"
+        assert reloaded.GetSegmentation().GetSegment(regions.TUMOR.segment_id).GetName() == "Tumor"
         reference = reloaded.GetNodeReference(results.INPUT_REFERENCE)
         assert reference is not None and reference.GetName() == "case0_flair"
         assert np.allclose(ijk_to_ras(unc2), ijk_to_ras(reference), atol=1e-4)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import slicer
 
-from DiffSegLib import dependencies, panelview, results, review
+from DiffSegLib import dependencies, panelview, regions, results, review, segments
 from DiffSegLib.geometry import vtk_matrix
 from DiffSegLib.panel import PanelController
 
@@ -138,7 +138,7 @@ def segment_mask(harness, segmentation) -> np.ndarray:
     """The "Tumor" segment on its input's grid (KJI)."""
     labelmap = harness.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "export")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-        segmentation, [results.SEGMENT_ID], labelmap, segmentation.GetNodeReference(results.INPUT_REFERENCE))
+        segmentation, [regions.TUMOR.segment_id], labelmap, segmentation.GetNodeReference(results.INPUT_REFERENCE))
     mask = np.array(slicer.util.arrayFromVolume(labelmap))
     results.remove_node(harness.scene, labelmap)
     return mask
@@ -169,13 +169,13 @@ def test_a_failed_installation_is_shown_not_swallowed(harness, make_panel, monke
 
 
 def test_a_failure_while_storing_the_result_is_shown(make_panel, monkeypatch):
-    """``results.set_tumor_labelmap`` raises RuntimeError when Slicer refuses the labelmap (defect 2)."""
+    """``segments.write_label_map`` raises RuntimeError when Slicer refuses the labelmap (defect 2)."""
     panel = make_panel()
 
-    def refuse(segmentation, mask, ijk_to_ras):
+    def refuse(segmentation, labels, ijk_to_ras, regions):
         raise RuntimeError(f"Could not write the tumour mask into '{segmentation.GetName()}'.")
 
-    monkeypatch.setattr(results, "set_tumor_labelmap", refuse)
+    monkeypatch.setattr(segments, "write_label_map", refuse)
     panel.apply_clicked()
     run_to_end(panel)
     assert panel.views[-1].status == panelview.STATUS_FAILED and panel.handle is None
