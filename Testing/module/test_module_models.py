@@ -73,3 +73,46 @@ def test_automatic_model_choice_prefers_real_mri_models(tmp_path, monkeypatch):
     _card(models / "brats4", name="brats-4mod", modalities=["t1", "t1ce", "t2", "flair"])
     assert logic.DiffSegLogic.choose_model(None, four).name == "brats-4mod", "then the one using most inputs"
     assert logic.DiffSegLogic.choose_model(None, {"flair": object()}).name == "brats-flair"
+
+
+def test_region_fields_and_what_older_cards_mean(tmp_path):
+    card = read_model_card(_card(tmp_path / "r", name="regions", modalities=["flair", "t1", "t1ce", "t2"],
+                                 required_modalities=["flair"], optional_modalities=["t1", "t1ce", "t2"],
+                                 regions=["wt", "tc", "et"], output_labels={"2": "edema", "1": "core", "4": "enh"}))
+    assert card.regions == ("wt", "tc", "et") and card.required_modalities == ("flair",)
+    assert card.optional_modalities == ("t1", "t1ce", "t2")
+    assert card.given({"flair": 1, "t1": None, "t2": 2, "dwi": 3}) == {"flair": 1, "t2": 2}
+    older = read_model_card(_card(tmp_path / "old", name="old", modalities=["flair", "t2"]))
+    assert older.regions == ("wt",) and older.optional_modalities == () and older.required_modalities == ("flair", "t2")
+
+
+@pytest.mark.parametrize("fields, message", [({"optional_modalities": ["flair"]}, "optional modalities"),
+                                             ({"optional_modalities": ["t1"]}, "optional modalities"),
+                                             ({"regions": ["tc", "et"]}, "regions"),
+                                             ({"regions": ["wt", "et"]}, "regions")])
+def test_bad_regions_or_optional_modalities_are_refused(tmp_path, fields, message):
+    with pytest.raises(ModelCardError, match=message):
+        read_model_card(_card(tmp_path / "m", name="m", modalities=["flair", "t2"], **fields))
+
+
+def test_automatic_choice_prefers_real_mri_region_models(tmp_path, monkeypatch):
+    """Among bundled models whose required inputs are given: not the phantom, then regions, then more inputs."""
+    from DiffSegLib import logic
+    from DiffSegLib.inputs import DiffSegInputError
+
+    cards = [read_model_card(_card(tmp_path / name, name=name, **fields)) for name, fields in (
+        ("phantom", {"modalities": ["flair", "t1", "t1ce", "t2"], "optional_modalities": ["t1", "t1ce", "t2"],
+                     "regions": ["wt", "tc", "et"]}),
+        ("brats-flair", {"modalities": ["flair"]}),
+        ("brats-regions", {"modalities": ["flair", "t1", "t1ce", "t2"], "optional_modalities": ["t1", "t1ce", "t2"],
+                           "regions": ["wt", "tc", "et"]}),
+        ("four", {"modalities": ["flair", "t1", "t1ce", "t2"]}))]
+    monkeypatch.setattr(logic, "list_bundled_models", lambda: cards)
+    choose = logic.DiffSegLogic.choose_model
+    assert choose(None, {"flair": 1}).name == "brats-regions"
+    assert choose(None, {"flair": 1, "t1": 2, "t1ce": 3, "t2": 4}).name == "brats-regions"
+    monkeypatch.setattr(logic, "list_bundled_models", lambda: [c for c in cards if c.name != "brats-regions"])
+    assert choose(None, {"flair": 1}).name == "brats-flair"
+    assert choose(None, {"flair": 1, "t1": 2, "t1ce": 3, "t2": 4}).name == "four"
+    with pytest.raises(DiffSegInputError, match="brats-flair: flair; four: flair, t1, t1ce, t2"):
+        choose(None, {"t2": 4})
