@@ -6,7 +6,7 @@ only in Slicer is replaced by the documented stand-ins in ``standins/``. One scr
 load volumes, choose a model, Apply, progress, Cancel, Apply again, threshold, click a ranked
 slice, re-run here, a run that ends while the module is hidden, leave and re-enter, close the
 scene, the self-test, reload, cleanup. Each defect of issue 9 that lives in this code is asserted
-where the session passes it.
+where the session passes it. A second session runs a region model and drives the region selector.
 """
 
 from __future__ import annotations
@@ -220,6 +220,63 @@ def test_scripted_session(session):
     assert reloaded == [] and widget.reload_requested
     widget.cleanup()
     assert widget.panel.Observations == [] and controller.Observations == []
+
+
+def test_region_model_session(session, tiny_region_run):
+    """A region model (FLAIR required, T1ce and T2 optional) loaded from its folder: optional selectors left
+    empty, Apply, then the region selector drives the threshold (each region keeps its own) and the ranking."""
+    s, harness = session, session.harness
+    widget = s.module.DiffSegWidget()
+    s.app.widgets["DiffSeg"] = widget
+    ui, controller = widget.panel.ui, widget.panel.controller
+    files = write_case(s.tmp / "data", seed=2)
+    s.app.selectModule("DiffSeg")
+    volumes = {m: harness.load_volume(files[m], f"case2_{m}") for m in ("flair", "t1ce", "t2")}
+    wait_until(lambda: controller.params.flairVolume is not None)
+    s.boxes.folders = [str(tiny_region_run)]
+    last = ui.modelComboBox.findData("")
+    ui.modelComboBox.setCurrentIndex(last)
+    ui.modelComboBox.activated[int].emit(last)
+    assert controller.card().regions == ("wt", "tc", "et")
+    assert (ui.flairLabel.text(), ui.t1ceLabel.text(), ui.t2Label.text()) == \
+        ("FLAIR (reference):", "T1ce (contrast) (optional):", "T2 (optional):")
+    assert ui.t1Label.isHidden() and ui.t1VolumeSelector.isHidden() and ui.tumorRegionComboBox.isHidden()
+    ui.t1ceVolumeSelector.setCurrentNode(None)
+    ui.t2VolumeSelector.setCurrentNode(None)
+    assert controller.params.t2Volume is None and ui.applyButton.isEnabled()
+    ui.flairVolumeSelector.setCurrentNode(None)
+    assert not ui.applyButton.isEnabled() and ui.applyButton.toolTip().startswith("Select a volume for FLAIR")
+    ui.flairVolumeSelector.setCurrentNode(volumes["flair"])
+    ui.t2VolumeSelector.setCurrentNode(volumes["t2"])
+    ui.membersSpinBox.setValue(3)
+    ui.stepsSpinBox.setValue(2)
+    ui.deviceComboBox.setCurrentText("cpu")
+    ui.applyButton.click()
+    wait_until(lambda: controller.handle is None)
+    seg = controller.params.outputSegmentation
+    assert seg is not None and ui.statusLabel.text().startswith("Done in ")
+    combo = ui.tumorRegionComboBox
+    assert not combo.isHidden() and not ui.tumorRegionLabel.isHidden()
+    assert [combo.itemText(i) for i in range(combo.count())] == ["Whole tumor", "Tumor core", "Enhancing tumor"]
+    assert combo.currentIndex() == 0
+
+    # Enhancing tumour: its threshold moves, the others stay; back to the whole tumour shows 0.5.
+    combo.setCurrentIndex(2)
+    combo.activated[int].emit(2)
+    assert controller.params.region == "et" and combo.currentIndex() == 2
+    from DiffSegLib import panelview, results, review
+
+    ranked = review.rank_slices(seg, limit=panelview.RANKED_SLICES_SHOWN, region="et")
+    assert ui.uncertainSlicesListWidget.count() == len(ranked)
+    assert harness.composite.GetForegroundVolumeID() == results.output_volumes(seg, "et")[1].GetID()
+    ui.thresholdSliderWidget.setValue(0.3)
+    wait_until(lambda: seg.GetAttribute("DiffSeg.Threshold_et") == "0.3")
+    combo.setCurrentIndex(0)
+    combo.activated[int].emit(0)
+    assert ui.thresholdSliderWidget.value() == 0.5
+    settle()
+    assert review.thresholds_of(seg) == {"wt": 0.5, "tc": 0.5, "et": 0.3}
+    widget.cleanup()
 
 
 def vtk_shift(millimetres: float):
