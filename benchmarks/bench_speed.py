@@ -1,8 +1,9 @@
 """Speed and memory benchmark: presets, the seed's recipe vs ours, and a whole real volume.
 
-    python benchmarks/bench_speed.py [--repeats 3] [--model brats-flair] [--case DIR] [--json out.json]
+    python benchmarks/bench_speed.py [--repeats 3] [--model brats-flair [brats-regions ...]] [--case DIR] [--json out.json]
 
-Prints three tables and the ratios against the targets of issue #2. Every time is the median of
+Prints three tables and the ratios against the targets of issue #2. With several ``--model``s, the
+whole volume is segmented by each in turn (interleaved repeats) and their times are compared in one run. Every time is the median of
 repeated runs on this machine; the seed's 1000-step × 5-member cost per slice is extrapolated
 from measured passes (running it takes hours).
 """
@@ -82,7 +83,8 @@ def peak_child_rss_gib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default="brats-flair", help="model for the whole-volume run (small preset)")
+    parser.add_argument("--model", nargs="+", default=["brats-flair"],
+                        help="model(s) for the whole-volume run; the first is the one the recipe table uses")
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
@@ -99,8 +101,12 @@ def main() -> None:
         print(f"| {r['preset']} | {r['parameters_M']:.2f} M | {r['gflop_per_pass_224']:.1f} | {r['s_per_pass_b1']:.3f} "
               f"(of {r['repeats']}) |")
 
-    model_dir = resolve_model(args.model)
-    runs = [segment_volume(str(model_dir), args.case, args.members, args.steps, args.sampler) for _ in range(args.repeats)]
+    model_dirs = [str(resolve_model(name)) for name in args.model]
+    runs_by_model: dict[str, list[dict]] = {name: [] for name in args.model}
+    for _ in range(args.repeats):  # interleaved, so a slower phase of the machine hits every model alike
+        for name, folder in zip(args.model, model_dirs):
+            runs_by_model[name].append(segment_volume(folder, args.case, args.members, args.steps, args.sampler))
+    runs = runs_by_model[args.model[0]]
     rss = peak_child_rss_gib()
     wall = statistics.median(r["wall_s"] for r in runs)
     engine = statistics.median(r["engine_s"] for r in runs)
@@ -124,6 +130,15 @@ def main() -> None:
     print(f"| engine time (prepare + sample + restore) | {engine:.1f} s |")
     print(f"| peak RSS of the child process | {rss:.2f} GiB |")
 
+    if len(args.model) > 1:
+        print(f"\n| model ({args.case.name}, same settings) | wall s (median of {args.repeats}) | engine s | "
+              f"vs {args.model[0]} |")
+        print("|---|---|---|---|")
+        for name, model_runs in runs_by_model.items():
+            w = statistics.median(r["wall_s"] for r in model_runs)
+            e = statistics.median(r["engine_s"] for r in model_runs)
+            print(f"| {name} | {w:.1f} | {e:.1f} | {w / wall:.2f}× |")
+
     print("\nRatios and targets")
     print(f"- passes per slice: {ours_passes} (target ≤ 100): {'met' if ours_passes <= 100 else 'NOT met'}")
     print(f"- whole volume: {wall / 60:.2f} min (target ≤ 5 min): {'met' if wall <= 300 else 'NOT met'}")
@@ -133,7 +148,7 @@ def main() -> None:
     print(f"- per slice, ours vs seed: {seed_slice_s / ours_slice_s:,.0f}× faster; per volume the seed needs "
           f"{seed_slice_s * slices / 86400:.1f} days")
     if args.json:
-        args.json.write_text(json.dumps({"presets": presets, "volume": runs, "peak_rss_gib": rss,
+        args.json.write_text(json.dumps({"presets": presets, "volume": runs_by_model, "peak_rss_gib": rss,
                                          "seed_slice_s": seed_slice_s, "ours_slice_s": ours_slice_s}, indent=2))
 
 
