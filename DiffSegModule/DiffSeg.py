@@ -26,7 +26,9 @@ class DiffSeg(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["DiffSeg contributors"]
         self.parent.helpText = (
-            "Segments brain tumour in MRI (FLAIR, T1, T1ce, T2 as the model needs) with a diffusion model. "
+            "Segments brain tumour in MRI (FLAIR, T1, T1ce, T2 as the model needs; some may be optional) with a "
+            "diffusion model: the whole tumour, or with a region model edema, necrotic / non-enhancing core and "
+            "enhancing tumour. "
             "Several masks are sampled per slice: their mean is the tumour probability, their variance the "
             "uncertainty map shown over the image. Review with the live threshold, jump to the most uncertain "
             "slices and re-run them with more samples. Research use only: not for diagnosis.")

@@ -319,7 +319,8 @@ class PanelController(ReviewMixin, VTKObservationMixin):
         else:
             request = self.request() if params is not None else None
             problems = self.problems(request) if params is not None else [panelview.NO_MODEL]
-            apply = ("Apply", not problems, problems[0] if problems else panelview.ready_tooltip(card.title))
+            apply = ("Apply", not problems, problems[0] if problems else panelview.ready_tooltip(
+                card.title, tuple(MODALITY_LABELS[m] for m in card.optional_modalities if m not in request.inputs)))
         return panelview.PanelView(
             models=models,
             model_index=paths.index(str(card.path)) if card and str(card.path) in paths else len(models) - 1,

@@ -97,8 +97,10 @@ def modality_label(label: str, role: str) -> str:
     return f"{label}{f' ({role})' if role else ''}:"
 
 
-def ready_tooltip(model_title: str) -> str:
-    return f"Segment the tumour with '{model_title}' and compute its uncertainty."
+def ready_tooltip(model_title: str, left_out: tuple[str, ...] = ()) -> str:
+    """Apply's tooltip when it can run; ``left_out``: labels of optional sequences left empty."""
+    without = f" (without {', '.join(left_out)}: optional)" if left_out else ""
+    return f"Segment the tumour with '{model_title}'{without} and compute its uncertainty."
 
 
 def warnings_question(warnings: list[str]) -> str:

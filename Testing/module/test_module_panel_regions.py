@@ -40,7 +40,9 @@ def test_panel_with_a_region_model(harness, tiny_region_run, parameter_class, tm
     assert params.t1ceVolume.GetID() == volumes["t1ce"].GetID()  # optional ones are auto-assigned too
     params.t1ceVolume = None
     params.t2Volume = None
-    assert views[-1].apply_enabled, views[-1].apply_tooltip
+    assert views[-1].apply_enabled and views[-1].apply_tooltip == (
+        f"Segment the tumour with '{controller.card().title}' (without T1ce (contrast), T2: optional) and compute "
+        "its uncertainty.")
     params.flairVolume = None
     assert not views[-1].apply_enabled and views[-1].apply_tooltip.startswith("Select a volume for FLAIR")
     params.flairVolume, params.t2Volume = volumes["flair"], volumes["t2"]
