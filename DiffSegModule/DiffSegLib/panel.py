@@ -295,6 +295,7 @@ class PanelController(ReviewMixin, VTKObservationMixin):
             if reviewed is not None and reviewed.GetID() == segmentation.GetID():
                 self._review(segmentation)  # a re-run merged into the reviewed result
             self.params.outputSegmentation = segmentation
+            self.show_region_uncertainty()
         self.render(self.view())
 
     def cancel(self) -> None:

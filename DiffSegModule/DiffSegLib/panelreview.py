@@ -56,6 +56,10 @@ class ReviewMixin:
     def region_chosen(self, region: str) -> None:
         """A region was picked in the selector: review it and show its uncertainty over the image."""
         self.params.region = region
+        self.show_region_uncertainty()
+
+    def show_region_uncertainty(self) -> None:
+        """The reviewed region's uncertainty as the slice views' foreground (a run shows the whole tumour's)."""
         segmentation = self.params.outputSegmentation
         if segmentation is not None and self.review is not None:
             _, uncertainty = results.output_volumes(segmentation, self.review.region)

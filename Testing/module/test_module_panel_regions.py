@@ -79,6 +79,16 @@ def test_panel_with_a_region_model(harness, tiny_region_run, parameter_class, tm
     assert review.thresholds_of(seg) == {"wt": 0.5, "tc": 0.5, "et": 0.3}
     controller.region_chosen("et")
     assert params.threshold == pytest.approx(0.3)
+    # Re-run here: merged into every region; the enhancing tumour stays under review and over the image.
+    params.restrictSlices, params.sliceStart, params.sliceStop, params.rerunMembers = True, 6, 9, 3
+    controller.rerun_clicked()
+    while controller.poll():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not errors, errors
+    assert seg.GetAttribute("DiffSeg.LastRefinement").startswith("slices 6:9 with 3 members")
+    assert params.region == "et" and params.threshold == pytest.approx(0.3)
+    assert harness.composite.GetForegroundVolumeID() == results.output_volumes(seg, "et")[1].GetID()
 
     # No result under review: no selector; the same result again: its region kept.
     params.outputSegmentation = None
