@@ -116,3 +116,20 @@ def test_automatic_choice_prefers_real_mri_region_models(tmp_path, monkeypatch):
     assert choose(None, {"flair": 1, "t1": 2, "t1ce": 3, "t2": 4}).name == "four"
     with pytest.raises(DiffSegInputError, match="brats-flair: flair; four: flair, t1, t1ce, t2"):
         choose(None, {"t2": 4})
+
+
+def test_every_bundled_card_is_read_as_the_engine_declares_it():
+    """An unreadable card would silently drop out of the model list: every bundled one must read, with the
+    regions and optional inputs it declares (absent: whole tumour, every input required)."""
+    from DiffSegLib.paths import bundled_models_dir
+
+    folders = sorted(p for p in bundled_models_dir().iterdir() if (p / "model.json").is_file())
+    assert {"phantom", "brats-flair"} <= {p.name for p in folders}
+    assert [c.path for c in list_bundled_models()] == folders
+    for folder in folders:
+        declared = json.loads((folder / "model.json").read_text())
+        card = read_model_card(folder)
+        assert card.modalities == tuple(declared["modalities"])
+        assert card.regions == tuple(declared.get("regions", ["wt"]))
+        assert card.optional_modalities == tuple(declared.get("optional_modalities", []))
+        assert card.required_modalities == tuple(declared.get("required_modalities", declared["modalities"]))

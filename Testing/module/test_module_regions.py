@@ -162,6 +162,8 @@ def test_per_region_threshold_changes_only_its_region_and_keeps_nesting(harness,
 
 def test_optional_sequences_may_stay_empty_and_are_not_sent(harness, region_model, case):
     volumes, logic = case
+    # As the engine's training wrote the card.
+    assert region_model.required_modalities == ("flair",) and region_model.optional_modalities == ("t1ce", "t2")
     request = _request(region_model, {"flair": volumes["flair"], "t1ce": None, "t2": None})
     assert logic.problems(request) == [] and request.inputs == {"flair": volumes["flair"]}
     handle = logic.start(request)
