@@ -31,7 +31,7 @@ import slicer
 from . import geometry, results, review, suspicious, volumeio
 from .regions import DEFAULT_THRESHOLD, threshold_attribute
 from .inputs import DiffSegInputError, input_problems
-from .models import ModelCard, ModelCardError, find_model, list_bundled_models, weights_problem
+from .models import ModelCard, ModelCardError, find_model, list_bundled_models, preference, weights_problem
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
@@ -310,9 +310,7 @@ class DiffSegLogic:
             needs = "; ".join(f"{c.name}: {', '.join(c.required_modalities)}" for c in list_bundled_models()) or "none bundled"
             raise DiffSegInputError(f"No bundled model can run with the given volumes ({', '.join(volumes) or 'none'}). "
                                     f"Models and the inputs they need: {needs}.")
-        # The phantom demo model has never seen patient data; a region model also gives the core and
-        # enhancing tumour.
-        fitting.sort(key=lambda c: (c.name == "phantom", -len(c.regions), -len(c.given(volumes)), c.name))
+        fitting.sort(key=lambda c: (*preference(c), -len(c.given(volumes)), c.name))
         return fitting[0]
 
     # -- review -------------------------------------------------------------------------------

@@ -153,6 +153,13 @@ def list_bundled_models(models_dir: Path | None = None) -> list[ModelCard]:
     return cards
 
 
+def preference(card: ModelCard) -> tuple:
+    """Sort key of the automatic model choice: real-MRI models before the phantom demo model (it has never
+    seen patient data), then region models (they also give the core and enhancing tumour) before
+    whole-tumour ones."""
+    return card.name == "phantom", -len(card.regions)
+
+
 def find_model(name_or_path: str | Path, models_dir: Path | None = None) -> ModelCard:
     """A model by bundled name (e.g. ``"phantom"``) or by folder path.
 

@@ -26,7 +26,7 @@ from . import dependencies, panelview, results
 from .inputs import DiffSegInputError
 from .logic import DiffSegLogic, RunHandle, RunRequest
 from .models import MODALITY_LABELS, MODALITY_PARAMETERS, ModelCard, ModelCardError, auto_assign, find_model, \
-    list_bundled_models
+    list_bundled_models, preference
 from .panelreview import ReviewMixin
 
 MODULE_NAME = "DiffSeg"
@@ -111,12 +111,13 @@ class PanelController(ReviewMixin, VTKObservationMixin):
 
     # -- lifecycle ----------------------------------------------------------------------------
     def enter(self) -> None:
-        """The module is shown: make sure a parameter node exists, pick a model and volumes, render."""
+        """The module is shown: make sure a parameter node exists, pick a model (first by
+        :func:`.models.preference`) and volumes, render."""
         if self.params is None:
             self.params = self.parameter_class(singleton_parameter_node(self.scene))
             self.addObserver(self.params.parameterNode, vtk.vtkCommand.ModifiedEvent, self.parameters_modified)
         if not self.params.model:
-            preferred = sorted(list_bundled_models(), key=lambda c: (c.name == "phantom", c.name))
+            preferred = sorted(list_bundled_models(), key=lambda c: (*preference(c), c.name))
             if preferred:
                 self.params.model = str(preferred[0].path)
         self.auto_assign()

@@ -299,3 +299,25 @@ def test_review_and_start_edge_cases(harness, make_panel, monkeypatch):
     panel.params.t2Volume = None
     panel.apply_clicked()
     assert panel.dialogs_seen.errors[-1].startswith("Select a volume for T2") and panel.handle is None
+
+
+def test_the_model_first_shown_is_a_real_mri_region_model(harness, parameter_class, tmp_path, monkeypatch):
+    """As the console's automatic choice: not the phantom demo model, and a region model before a whole-tumour one."""
+    import json
+
+    from DiffSegLib import panel as panel_module
+    from DiffSegLib.logic import DiffSegLogic
+    from DiffSegLib.models import read_model_card
+
+    cards = []
+    for name, fields in (("brats-flair", {}), ("brats-regions", {"regions": ["wt", "tc", "et"]}),
+                         ("phantom", {"regions": ["wt", "tc", "et"]})):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.json").write_text(json.dumps({"name": name, "modalities": ["flair"], **fields}))
+        cards.append(read_model_card(folder))
+    monkeypatch.setattr(panel_module, "list_bundled_models", lambda: cards)
+    controller = PanelController(DiffSegLogic(scene=harness.scene), parameter_class, Dialogs(), lambda view: None)
+    controller.enter()
+    assert controller.card().name == "brats-regions"
+    controller.cleanup()
