@@ -10,6 +10,18 @@ import pytest
 from testing_utils import SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on 2 shared cores a second thread waits at every barrier for a busy core
+    (≈40× slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():

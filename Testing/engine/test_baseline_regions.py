@@ -20,13 +20,7 @@ from DiffSegExtension.evaluation.evaluate import case_metrics
 from DiffSegExtension.model_card import load_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores a second thread waits at every barrier for a busy core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,7 @@ CASES = ["phantom2", "phantom3"]
 ABSOLUTE = re.compile(r"(?:^|[\s`'\"(\[])/[\w.-]+/")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores a second thread waits at every barrier for a busy core (≈40× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
