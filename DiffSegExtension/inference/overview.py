@@ -43,7 +43,9 @@ def render_overview(path: Path, seg, title: str = "", max_members: int = 5) -> N
     for r, region in enumerate(seg.regions):
         top += [(f"{region.upper()} probability", show(result.probability[r]), "magma", (0, 1)),
                 (f"{region.upper()} uncertainty", show(result.uncertainty[r]), "inferno", (0, 0.25))]
-    bottom = [(f"member {m + 1}", show(label_map_from_regions(members[m], seg.regions)), "viridis", (0, 4))
+    # A whole-tumour model's members are binary (grey); a region model's are BraTS label maps 0…4.
+    cmap, top_label = ("gray", 1) if len(seg.regions) == 1 else ("viridis", 4)
+    bottom = [(f"member {m + 1}", show(label_map_from_regions(members[m], seg.regions)), cmap, (0, top_label))
               for m in range(min(max_members, len(members)))]
     columns = max(len(top), len(bottom))
     fig, axes = plt.subplots(2, columns, figsize=(2.1 * columns, 4.6), squeeze=False)
