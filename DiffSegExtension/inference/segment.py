@@ -74,10 +74,6 @@ class Segmentation:
     passes: int
     options: SegmentOptions
 
-    def region(self, name: str) -> int:
-        """Index of region ``name`` along the leading axis."""
-        return self.regions.index(name)
-
     def summary(self, voxel_ml: float) -> dict:
         """Run facts and each region's volume in ml (``voxel_ml``: one voxel's volume in ml)."""
         source = self.prepared.source_slices
