@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from DiffSegExtension import __version__
 from DiffSegExtension.config import ModelConfig
@@ -30,6 +30,7 @@ from DiffSegExtension.regions import output_labels
 from DiffSegExtension.network import DenoisingUNet, condition_input, count_parameters
 from DiffSegExtension.training.checkpoint import load_checkpoint, save_checkpoint
 from DiffSegExtension.training.distributed import init_distributed
+from DiffSegExtension.training.ema import ema_with_warmup
 from DiffSegExtension.training.validation import select_validation_slices, validation_dice
 
 LOG_FILE = "train_log.csv"
@@ -44,7 +45,7 @@ class TrainOptions:
     weight_decay: float = 1e-4
     warmup: int = 100             # linear learning-rate warm-up, iterations
     grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999      # reached after a warm-up (training/ema.py)
     crop: int | None = None       # training crop (pixels); default: the config's train_crop
     tumour_fraction: float = 0.5  # share of each batch drawn from slices with tumour
     modality_dropout: float = 0.5  # share of items that drop a random subset of their optional modalities
@@ -100,7 +101,7 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
             initialised = {"model": source.name, "weights_sha256": source.card.get("weights_sha256"),
                            **warm_start(network, source.network)}
         network = network.to(ctx.device)
-        ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(options.ema_decay), use_buffers=True)
+        ema = AveragedModel(network, multi_avg_fn=ema_with_warmup(options.ema_decay), use_buffers=True)
         optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         start, elapsed = 0, 0.0
         card: dict[str, Any] = {
