@@ -37,7 +37,7 @@ class PreparedVolume:
     ``images``: (S, M, H, W) float32 in [0, 1] — S selected canonical slices, M modalities (in the
     order asked for), H × W = canonical axes 0 × 1 (default LPS: left × posterior) at
     ``pixel_spacing`` mm, H and W multiples of the size multiple. Outside the brain: 0.
-    ``label``: (S, H, W) uint8 {0, 1} whole tumour, or ``None``. ``brain``: (S, H, W) bool.
+    ``brain``: (S, H, W) bool; ``label`` (a property): (S, H, W) uint8 whole tumour, or ``None``.
     ``region_label``: (S, R, H, W) uint8 masks of the asked regions (WT first), or ``None``;
     ``annotated``: the regions the case's label file really annotates (a binary label only WT).
     ``present``: per modality, whether the case has it (an absent optional modality is all 0).
@@ -45,7 +45,6 @@ class PreparedVolume:
     """
 
     images: torch.Tensor
-    label: torch.Tensor | None
     brain: torch.Tensor
     source_slices: list[int]
     frame: CanonicalFrame
@@ -62,6 +61,11 @@ class PreparedVolume:
 
     def __len__(self) -> int:
         return len(self.source_slices)
+
+    @property
+    def label(self) -> torch.Tensor | None:
+        """(S, H, W) uint8 whole-tumour mask: the first channel of ``region_label`` (or ``None``)."""
+        return None if self.region_label is None else self.region_label[:, 0]
 
     @property
     def resampled(self) -> bool:
@@ -98,7 +102,6 @@ class PreparedVolume:
         volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
         return self.frame.from_canonical(volume)
 
-
     def to_slices(self, volume: np.ndarray) -> torch.Tensor:
         """A volume on the source grid (the case's shape and axis order) → (S, H, W) float32 in the slices'
         layout, the forward counterpart of :meth:`restore`: reoriented, the selected slices taken, resampled
@@ -116,9 +119,8 @@ class PreparedVolume:
     def select(self, indices: Sequence[int]) -> "PreparedVolume":
         """The prepared slices ``indices`` (ascending positions into this volume) alone, same crop box."""
         keep = list(indices)
-        pick = lambda t: None if t is None else t[keep].clone()  # noqa: E731
-        return replace(self, images=pick(self.images), label=pick(self.label), brain=pick(self.brain),
-                       region_label=pick(self.region_label), source_slices=[self.source_slices[i] for i in keep],
+        pick = lambda t: None if t is None else t[keep]  # noqa: E731  (list indexing copies)
+        return replace(self, images=pick(self.images), brain=pick(self.brain), region_label=pick(self.region_label), source_slices=[self.source_slices[i] for i in keep],
                        _canonical_slices=[self._canonical_slices[i] for i in keep])
 
 
@@ -151,9 +153,8 @@ def prepare_volume(case: Case, modalities: Sequence[str], preprocess: Preprocess
     brain_t = torch.from_numpy(brain[:, :, selected].transpose(2, 0, 1).copy())
     label_t, annotated = None, ()
     if case.label is not None:
-        label_map = case.label_map if case.label_map is not None else case.label
-        annotated = tuple(r for r in annotated_regions(label_map) if r in regions)
-        masks = region_masks(label_map, regions)
+        annotated = tuple(r for r in annotated_regions(case.label_map) if r in regions)
+        masks = region_masks(case.label_map, regions)
         # (S, R, n0, n1), flattened to (S·R, n0, n1) for the shared mask resampling below.
         label_t = torch.from_numpy(np.stack([frame.to_canonical(m)[:, :, selected] for m in masks])
                                    .transpose(3, 0, 1, 2).copy()).flatten(0, 1)
@@ -183,7 +184,7 @@ def prepare_volume(case: Case, modalities: Sequence[str], preprocess: Preprocess
 
     region_label = out_label.unflatten(0, (n_sel, len(regions))) if out_label is not None else None
     return PreparedVolume(
-        images=out_images, label=region_label[:, 0].clone() if region_label is not None else None, brain=out_brain,
+        images=out_images, brain=out_brain,
         source_slices=[frame.canonical_slice_to_source(k) for k in selected], frame=frame,
         modalities=tuple(names), region_label=region_label, annotated=annotated, present=tuple(present),
         pixel_spacing=tuple(n * s / r for n, s, r in zip(inplane, spacing, resampled_shape)),

@@ -67,10 +67,7 @@ def slice_subset(prepared: PreparedVolume, index: Sequence[int]) -> PreparedVolu
     index = list(index)
     if not index or index != sorted(set(index)):
         raise ValueError("slice subset: give distinct ascending positions")
-    take = lambda t: None if t is None else t[index]  # noqa: E731
-    return replace(prepared, images=prepared.images[index], label=take(prepared.label), brain=prepared.brain[index],
-                   region_label=take(prepared.region_label), source_slices=[prepared.source_slices[i] for i in index],
-                   _canonical_slices=[prepared._canonical_slices[i] for i in index])
+    return prepared.select(index)
 
 
 def restrict_label(case: Case, slice_axis: int, source_slices: Sequence[int]) -> Case:
