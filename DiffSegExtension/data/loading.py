@@ -24,7 +24,7 @@ class Case:
     (nibabel (i, j, k)); intensities as stored in the files (not normalised).
     ``label``: uint8 whole-tumour mask {0, 1} (any label > 0), same grid, or ``None``.
     ``label_map``: the label file's integer labels (uint8, e.g. BraTS {0, 1, 2, 4}), or ``None``;
-    :mod:`DiffSegExtension.regions` turns it into region masks.
+    :mod:`DiffSegExtension.regions` turns it into region masks. Left out, it is ``label`` (whole tumour only).
     ``reference``: the reference modality's NIfTI image; outputs are written with its affine/header.
     """
 
@@ -33,6 +33,10 @@ class Case:
     label: np.ndarray | None
     reference: nib.Nifti1Image
     label_map: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_map is None and self.label is not None:
+            self.label_map = self.label
 
     @property
     def affine(self) -> np.ndarray:

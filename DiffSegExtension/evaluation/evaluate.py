@@ -31,14 +31,14 @@ def case_metrics(seg: Segmentation, case: Case) -> list[dict]:
     """
     from DiffSegExtension.inference.outputs import qubrats_uncertainty
 
-    label_map = case.label_map if case.label_map is not None else case.label
-    truths = dict(zip(seg.regions, region_masks(label_map, seg.regions).astype(bool)))
+    truths = dict(zip(seg.regions, region_masks(case.label_map, seg.regions).astype(bool)))
+    annotated = annotated_regions(case.label_map)
     brain = seg.prepared.restore(seg.prepared.brain.float()) > 0.5
     voxel_ml = abs(np.linalg.det(case.affine[:3, :3])) / 1000.0
     qu_maps = qubrats_uncertainty(seg)
     rows = []
     for r, region in enumerate(seg.regions):
-        if region not in annotated_regions(label_map):
+        if region not in annotated:
             continue
         truth, mask, uncertainty = truths[region], seg.mask[r].astype(bool), seg.uncertainty[r]
         error = mask != truth
