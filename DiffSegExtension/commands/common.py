@@ -56,6 +56,14 @@ def add_modality_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", type=Path, metavar="NIFTI", help=f"{name.upper()} volume (.nii/.nii.gz)")
 
 
+def modality_files_given(args: argparse.Namespace) -> bool:
+    """True when the case comes as --flair ... files, False when as --input; both or neither is refused."""
+    explicit = any(getattr(args, m) is not None for m in KNOWN_MODALITIES)
+    if explicit == (args.input is not None):
+        raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
+    return explicit
+
+
 def explicit_modality_files(args: argparse.Namespace, modalities, optional=()) -> dict[str, Path]:
     """Modality → file from --flair ... ; refuses a modality the model does not use and a missing required one."""
     given = {m: getattr(args, m) for m in KNOWN_MODALITIES if getattr(args, m) is not None}

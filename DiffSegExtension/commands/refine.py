@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 
 from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, explicit_modality_files,
-                                              sampling_options)
-from DiffSegExtension.config import KNOWN_MODALITIES
+                                              modality_files_given, sampling_options)
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.modalities import list_cases
 from DiffSegExtension.errors import DiffSegInputError
@@ -63,10 +62,7 @@ def add_parser(sub) -> None:
 
 
 def _case_source(args, model):
-    explicit = any(getattr(args, m) is not None for m in KNOWN_MODALITIES)
-    if explicit == (args.input is not None):
-        raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
-    if explicit:
+    if modality_files_given(args):
         return explicit_modality_files(args, model.modalities, model.optional_modalities)
     if list_cases(args.input) != [Path(args.input)]:
         raise DiffSegInputError(f"--input {args.input} is not one case folder: refine takes one case at a time")

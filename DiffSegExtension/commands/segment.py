@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, distributed_share,
-                                              explicit_modality_files, parse_slice_range, sampling_options)
-from DiffSegExtension.config import KNOWN_MODALITIES
+                                              explicit_modality_files, modality_files_given, parse_slice_range,
+                                              sampling_options)
 from DiffSegExtension.data.input_checks import input_warnings
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.modalities import list_cases
-from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.outputs import check_output_folder, write_outputs
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import resolve_device, segment_case
@@ -41,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     slice_range = parse_slice_range(args.slices)
     model = load_model(args.model, device="cpu")
-    explicit = any(getattr(args, m) is not None for m in KNOWN_MODALITIES)
-    if explicit == (args.input is not None):
-        raise DiffSegInputError("give either the modality files (--flair ...) or --input, not both and not neither")
-    if explicit:
+    if modality_files_given(args):
         jobs = [(explicit_modality_files(args, model.modalities, model.optional_modalities), args.out)]
     else:
         cases = list_cases(args.input)
