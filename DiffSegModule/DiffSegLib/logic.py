@@ -10,6 +10,7 @@ returned :class:`RunHandle` from a timer); scripts use the blocking :meth:`DiffS
                                       model="phantom", members=5, steps=20)
     result = DiffSegLogic().segment(flair=getNode("BraTS_flair"), t2=getNode("BraTS_t2"))  # a region model
     result.uncertainties["et"], result.probabilities["tc"]  # per region: "wt", "tc", "et"
+    DiffSegLogic().refine(seg, include=[(12.5, -30.0, 41.0)])  # see refinelogic; undo_refine(seg) goes back
 
 Guarantees: the scene is only changed after the engine succeeded and all its outputs were read
 and checked; a failed or cancelled run changes nothing; the temporary folder is removed in every
@@ -28,10 +29,12 @@ from typing import Callable, Mapping
 
 import slicer
 
-from . import geometry, results, review, suspicious, volumeio
+from . import geometry, refinerecord, results, review, suspicious, volumeio
+from .guidance import RefineGuidance
 from .regions import DEFAULT_THRESHOLD, threshold_attribute
 from .inputs import DiffSegInputError, input_problems
 from .models import ModelCard, ModelCardError, find_model, list_bundled_models, preference, weights_problem
+from .refinelogic import RefineMixin
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
@@ -54,7 +57,8 @@ class RunRequest:
     run; ``merge_into`` (a DiffSeg segmentation node) makes it a "re-run here" whose slices replace
     those of the existing outputs; ``new_outputs`` keeps previous outputs and adds new nodes;
     ``keep_engine_outputs`` is a folder where the engine's files (NIfTI, overview.png,
-    summary.json) are written and kept, instead of the temporary folder.
+    summary.json) are written and kept, instead of the temporary folder; ``guidance`` makes it a
+    refinement of ``guidance.segmentation`` (see :mod:`.refinelogic`).
     """
 
     model: ModelCard
@@ -69,6 +73,7 @@ class RunRequest:
     new_outputs: bool = False
     merge_into: object = None
     keep_engine_outputs: Path | None = None
+    guidance: RefineGuidance | None = None
 
     @property
     def inputs(self) -> dict:
@@ -103,20 +108,23 @@ class RunHandle:
         return self.runner.poll()
 
 
-class DiffSegLogic:
+class DiffSegLogic(RefineMixin):
     """Runs DiffSeg on volume nodes of a scene.
 
     :param scene: the MRML scene (default ``slicer.mrmlScene``).
     :param runner_factory: makes the :class:`EngineRunner` for each run (inject another Python or
         engine location here).
     :param temp_root: where temporary folders are made (default: the system temp folder).
+    :param results_root: where results keep their run records and undo folders (default:
+        ``DiffSeg-results`` in the system temp folder).
     """
 
     def __init__(self, scene=None, runner_factory: Callable[[], EngineRunner] | None = None,
-                 temp_root: str | Path | None = None):
+                 temp_root: str | Path | None = None, results_root: str | Path | None = None):
         self._scene = scene
         self.runner_factory = runner_factory or EngineRunner
         self.temp_root = Path(temp_root) if temp_root else None
+        self.results_root = Path(results_root or Path(tempfile.gettempdir()) / "DiffSeg-results")
 
     @property
     def scene(self):
@@ -152,6 +160,8 @@ class DiffSegLogic:
         found += input_problems(request.model, request.volumes, slices)
         if request.merge_into is not None and slices is None:
             found.append("A re-run into existing outputs needs a slice range or an ROI.")
+        if request.guidance is not None:
+            found += self.refine_problems(request)
         return found
 
     def warnings(self, request: RunRequest) -> list[str]:
@@ -173,10 +183,13 @@ class DiffSegLogic:
         temp_dir = Path(tempfile.mkdtemp(prefix="DiffSeg-", dir=str(self.temp_root) if self.temp_root else None))
         try:
             files = self._write_inputs(request, temp_dir / "inputs")
-            out_dir = Path(request.keep_engine_outputs) if request.keep_engine_outputs else temp_dir / "outputs"
-            args = segment_arguments(request.model.path, files, out_dir,
-                                     members=request.members, sampler=request.sampler, steps=request.steps,
-                                     seed=request.seed, device=request.device, slices=slices)
+            if request.guidance is not None:
+                args = self._refine_arguments(request, files, temp_dir)
+            else:
+                out_dir = Path(request.keep_engine_outputs) if request.keep_engine_outputs else temp_dir / "outputs"
+                args = segment_arguments(request.model.path, files, out_dir,
+                                         members=request.members, sampler=request.sampler, steps=request.steps,
+                                         seed=request.seed, device=request.device, slices=slices)
             runner = self.runner_factory()
             runner.start(args, cwd=temp_dir)
         except BaseException:
@@ -223,11 +236,13 @@ class DiffSegLogic:
                 loaded = results.load_engine_outputs(outcome.outputs, handle.request.reference)
             except (OSError, ValueError) as err:
                 raise DiffSegRunError(f"The engine's outputs could not be loaded: {err}") from err
-            return self._store(handle, loaded, outcome.seconds)
+            if handle.request.guidance is not None:
+                return self._store_refined(handle, loaded, outcome.seconds, outcome.outputs)
+            return self._store(handle, loaded, outcome.seconds, outcome.outputs)
         finally:
             remove_folder(handle.temp_dir)
 
-    def _store(self, handle: RunHandle, loaded: results.EngineOutputs, seconds):
+    def _store(self, handle: RunHandle, loaded: results.EngineOutputs, seconds, outputs: dict):
         request, scene = handle.request, self.scene
         reference = request.reference
         summary = loaded.summary
@@ -237,7 +252,10 @@ class DiffSegLogic:
             info = {"LastRefinement": f"slices {handle.slices[0]}:{handle.slices[1]} with "
                                       f"{request.members} members, {request.sampler} {request.steps} steps",
                     "Seconds": _seconds(seconds)}
-            return results.store_outputs(scene, reference, handle.key, merged, info, segmentation=request.merge_into)
+            stored = results.store_outputs(scene, reference, handle.key, merged, info, segmentation=request.merge_into)
+            # A re-run is a step of its own: the refinement before it can no longer be undone alone.
+            self._set_folders(request.merge_into, refinerecord.record_of(request.merge_into), None)
+            return stored
         slice_range = summary.get("slice_range") or list(handle.slices or (0, geometry.dimensions(reference)[axis]))
         info = {"Model": request.model.name, "ModelPath": str(request.model.path), "Members": request.members,
                 "Sampler": request.sampler, "Steps": request.steps, "Seed": request.seed,
@@ -245,7 +263,10 @@ class DiffSegLogic:
                 "Seconds": _seconds(seconds), "LastRefinement": "",
                 **{threshold_attribute(r)[len("DiffSeg."):]: DEFAULT_THRESHOLD for r in loaded.regions}}
         previous = None if request.new_outputs else results.find_outputs(scene, handle.key)
-        return results.store_outputs(scene, reference, handle.key, loaded, info, segmentation=previous)
+        record = refinerecord.keep_record(outputs, self._new_folder())
+        stored = results.store_outputs(scene, reference, handle.key, loaded, info, segmentation=previous)
+        self._set_folders(stored.segmentation, record, None)
+        return stored
 
     def run(self, request: RunRequest, on_progress: Callable[[Progress], None] | None = None,
             should_cancel: Callable[[], bool] | None = None, timeout: float | None = None):
@@ -338,7 +359,9 @@ class DiffSegLogic:
     jump_to_slice = staticmethod(review.jump_to_slice)
 
     def remove_outputs(self, segmentation) -> None:
-        """Remove a DiffSeg segmentation and its probability/uncertainty volumes (with display nodes)."""
+        """Remove a DiffSeg segmentation and its probability/uncertainty volumes (with display nodes), and its
+        run record and undo folder."""
+        self._set_folders(segmentation, None, None)
         results.remove_outputs(self.scene, segmentation)
 
 

@@ -94,6 +94,15 @@ def label_map(masks: Mapping[str, np.ndarray]) -> np.ndarray:
     return labels
 
 
+#: Label-map values inside each region (a whole-tumour result labels its tumour 1).
+REGION_LABELS = {"wt": (1, 2, 4), "tc": (1, 4), "et": (4,)}
+
+
+def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
+    """Bool array: the voxels of a label map (any shape) that lie in ``region``."""
+    return np.isin(labels, REGION_LABELS[region])
+
+
 def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[str, float]) -> np.ndarray:
     """The label map of region probabilities, each region at its threshold (probability ≥ threshold)."""
     return label_map({r: np.asarray(p, dtype=np.float64) >= float(thresholds[r]) for r, p in probabilities.items()})

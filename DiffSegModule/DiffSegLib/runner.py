@@ -126,6 +126,30 @@ def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_d
     return args
 
 
+def refine_arguments(model: str | Path, inputs: Mapping[str, str | Path], previous: str | Path, out_dir: str | Path, *,
+                     include: Sequence[Sequence[float]] = (), exclude: Sequence[Sequence[float]] = (),
+                     strokes: str | Path | None = None, region: str = "wt", seed: int = 0,
+                     device: str = "auto") -> list[str]:
+    """Command-line arguments of ``python -m DiffSegExtension`` for one refinement of the result in ``previous``.
+
+    :param include: / :param exclude: points in RAS mm, in the inputs' frame (``--include=X,Y,Z``: the ``=``
+        keeps a negative X from reading as an option).
+    :param strokes: a NIfTI label volume on the inputs' grid (1 = tumour, 2 = not tumour) or None.
+    Sampling settings are not passed: the engine takes the previous run's.
+    """
+    args = ["refine", "--model", str(model)]
+    for modality in ("flair", "t1", "t1ce", "t2"):
+        if modality in inputs:
+            args += [f"--{modality}", str(inputs[modality])]
+    args += ["--previous", str(previous), "--out", str(out_dir)]
+    for kind, points in (("include", include), ("exclude", exclude)):
+        args += [f"--{kind}={','.join(repr(float(v)) for v in point)}" for point in points]
+    if strokes is not None:
+        args += ["--strokes", str(strokes)]
+    args += ["--region", region, "--seed", str(int(seed)), "--device", device, "--progress", "json", "--overwrite"]
+    return args
+
+
 class EngineRunner:
     """Starts ``<python> -m DiffSegExtension <args>`` and reports its events.
 

@@ -44,3 +44,31 @@ def write_label_map(segmentation, labels: np.ndarray, ijk_to_ras: np.ndarray, re
             labelmap, segmentation, spec.segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
         if not ok:
             raise RuntimeError(f"Could not write the {spec.name.lower()} mask into '{segmentation.GetName()}'.")
+
+
+
+def segment_on_grid(segmentation, segment_id: str, ijk_to_ras: np.ndarray, dimensions: Sequence[int]) -> np.ndarray:
+    """Bool KJI array: segment ``segment_id`` as it is now, resampled (nearest neighbour) onto the grid
+    ``ijk_to_ras`` with IJK ``dimensions``, in the segmentation's local coordinates."""
+    grid = slicer.vtkOrientedImageData()
+    grid.SetExtent(0, dimensions[0] - 1, 0, dimensions[1] - 1, 0, dimensions[2] - 1)
+    grid.SetImageToWorldMatrix(geometry.vtk_matrix(ijk_to_ras))
+    source, resampled = slicer.vtkOrientedImageData(), slicer.vtkOrientedImageData()
+    segmentation.GetBinaryLabelmapRepresentation(segment_id, source)
+    slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(source, grid, resampled, False, True)
+    return volumeio.array_kji_image(resampled) > 0
+
+
+def read_label_map(segmentation, ijk_to_ras: np.ndarray, dimensions: Sequence[int], regions: Sequence[str]) -> np.ndarray:
+    """The segments of ``segmentation`` as they are now (after any Segment Editor edits) → KJI uint8 label map
+    on the grid ``ijk_to_ras`` with IJK ``dimensions``: the inverse of :func:`write_label_map`.
+
+    The segmentation shares the reference's parent transform, so its local coordinates are the grid's. Where
+    segments overlap, the later one of :func:`.regions.segment_specs` wins (inner regions come after outer ones).
+    """
+    labels = np.zeros(tuple(reversed(tuple(dimensions))), dtype=np.uint8)
+    content = segmentation.GetSegmentation()
+    for spec in segment_specs(regions):
+        if content.GetSegment(spec.segment_id) is not None:
+            labels[segment_on_grid(segmentation, spec.segment_id, ijk_to_ras, dimensions)] = spec.label
+    return labels

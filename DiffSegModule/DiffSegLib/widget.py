@@ -52,7 +52,8 @@ class DiffSegPanel(VTKObservationMixin):
         layout.addWidget(self.uiWidget)
         self.ui = slicer.util.childWidgetVariables(self.uiWidget)
         self.uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DiffSegLogic(temp_root=slicer.app.temporaryPath)
+        self.logic = DiffSegLogic(temp_root=slicer.app.temporaryPath,
+                                  results_root=f"{slicer.app.temporaryPath}/DiffSeg-results")
         self.controller = PanelController(self.logic, DiffSegParameterNode, SlicerDialogs(self.uiWidget), self.render)
         self._guiTag = None
         self._rendered = {}

@@ -1,0 +1,97 @@
+"""What refinement keeps on disk, in the module's results folder (:attr:`.logic.DiffSegLogic.results_root`).
+
+* A result's **run record** (attribute ``DiffSeg.RunFolder``): the engine's ``summary.json`` (case name,
+  regions, sampling options), ``guidance.json`` and ``strokes_<region>.nii.gz`` of the run that made it: what
+  ``diffseg refine --previous`` needs besides the maps. Every segment, refine and undo leaves one.
+* The **previous result** a refinement starts from, staged in the run's temporary folder by
+  :func:`stage_previous` as a complete ``--previous`` folder: the run record plus every region's probability,
+  uncertainty and entropy taken from the scene's nodes (float32, so exactly what the user reviews, re-runs
+  merged in), the segments' label map as they are (edits included) and the result's ``DiffSeg.*`` attributes.
+  On success it becomes the refined result's **undo folder** (``DiffSeg.UndoFolder``), which
+  :func:`load_undo` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from . import geometry, results, segments, volumeio
+from .regions import output_key, regions_of
+
+RUN_FOLDER_ATTRIBUTE = "DiffSeg.RunFolder"
+UNDO_FOLDER_ATTRIBUTE = "DiffSeg.UndoFolder"
+SUMMARY, GUIDANCE, ATTRIBUTES, LABELS = "summary.json", "guidance.json", "attributes.json", "segmentation.nii.gz"
+
+
+def keep_record(outputs: Mapping[str, str], folder: Path) -> Path:
+    """Copy the run record (summary, guidance, strokes) out of the engine's ``outputs`` (name → path) into
+    ``folder`` (created)."""
+    folder.mkdir(parents=True)
+    for name, path in outputs.items():
+        if (name in ("summary", "guidance") or name.startswith("strokes_")) and Path(path).is_file():
+            shutil.copy2(path, folder / Path(path).name)
+    return folder
+
+
+def record_of(segmentation) -> Path | None:
+    """The run record folder of a result, None when it has none (made before refinement existed, or its
+    session's temporary files are gone)."""
+    value = segmentation.GetAttribute(RUN_FOLDER_ATTRIBUTE)
+    return Path(value) if value and (Path(value) / SUMMARY).is_file() else None
+
+
+def undo_of(segmentation) -> Path | None:
+    """The undo folder of a refined result, None when there is nothing to undo."""
+    value = segmentation.GetAttribute(UNDO_FOLDER_ATTRIBUTE)
+    return Path(value) if value and (Path(value) / ATTRIBUTES).is_file() else None
+
+
+def entropy_bits(probability: np.ndarray) -> np.ndarray:
+    """Binary entropy (bits, float32 in [0, 1]) of the members' mean, the engine's definition for binary members."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(p > 0, p * np.log2(p), 0.0) + np.where(p < 1, (1 - p) * np.log2(1 - p), 0.0))
+    return h.astype(np.float32)
+
+
+def stage_previous(segmentation, record: Path, folder: Path) -> Path:
+    """Write the result as it is in the scene into ``folder`` (created) as a ``--previous`` folder; see the
+    module docstring. Reads the scene, changes nothing in it."""
+    folder.mkdir(parents=True)
+    for path in record.iterdir():
+        shutil.copy2(path, folder / path.name)
+    regions = regions_of(segmentation)
+    reference = segmentation.GetNodeReference(results.INPUT_REFERENCE)
+    matrix = geometry.ijk_to_ras(reference)
+    for region in regions:
+        probability, uncertainty = results.output_volumes(segmentation, region)
+        maps = {"probability": volumeio.array_kji(probability), "uncertainty": volumeio.array_kji(uncertainty)}
+        maps["entropy"] = entropy_bits(maps["probability"])
+        for kind, values in maps.items():
+            volumeio.write_nifti(volumeio.image_from_array(values.astype(np.float32)), matrix,
+                                 folder / f"{output_key(kind, region)}.nii.gz")
+    labels = segments.read_label_map(segmentation, matrix, geometry.dimensions(reference), regions)
+    volumeio.write_nifti(volumeio.image_from_array(labels), matrix, folder / LABELS)
+    attributes = {name: segmentation.GetAttribute(name) for name in segmentation.GetAttributeNames()
+                  if name.startswith("DiffSeg.")}
+    (folder / ATTRIBUTES).write_text(json.dumps(attributes, indent=2), encoding="utf-8")
+    return folder
+
+
+def load_undo(folder: Path, reference) -> tuple[results.EngineOutputs, dict[str, str]]:
+    """The staged result in an undo folder as detached nodes, and its ``DiffSeg.*`` attributes.
+
+    :raises OSError: a file is missing or not on ``reference``'s grid.
+    """
+    attributes = json.loads((folder / ATTRIBUTES).read_text(encoding="utf-8"))
+    regions = tuple(attributes.get("DiffSeg.Regions", "wt").split(","))
+    outputs = {"segmentation": str(folder / LABELS), "summary": str(folder / SUMMARY)}
+    for region in regions:
+        for kind in ("probability", "uncertainty"):
+            outputs[output_key(kind, region)] = str(folder / f"{output_key(kind, region)}.nii.gz")
+    return results.load_engine_outputs(outputs, reference), attributes
