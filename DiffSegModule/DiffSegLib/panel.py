@@ -7,7 +7,7 @@ references, and hands a :class:`PanelView` to ``render`` after each. The Qt widg
 (:mod:`.widget`) only forwards events and renders views, so the whole behaviour runs and is tested
 under ``slicer-core``. Dialogs go through a :class:`Dialogs` object (the widget's uses
 ``slicer.util``). The review (result and tumour region under review, threshold, ranked slices,
-re-run) is :class:`.panelreview.ReviewMixin`.
+re-run) is :class:`.panelreview.ReviewMixin`; the Refine section is :class:`.panelrefine.RefineMixin`.
 
 Leaving the module only unbinds the widgets: a run that ends meanwhile is still put under review.
 """
@@ -27,6 +27,7 @@ from .inputs import DiffSegInputError
 from .logic import DiffSegLogic, RunHandle, RunRequest
 from .models import MODALITY_LABELS, MODALITY_PARAMETERS, ModelCard, ModelCardError, auto_assign, find_model, \
     list_bundled_models, preference
+from .panelrefine import RefineMixin
 from .panelreview import ReviewMixin
 
 MODULE_NAME = "DiffSeg"
@@ -38,12 +39,13 @@ GUI_BINDINGS = {
     "steps": "stepsSpinBox", "device": "deviceComboBox", "seed": "seedSpinBox", "roi": "roiSelector",
     "restrictSlices": "restrictSlicesCheckBox", "sliceStart": "sliceStartSpinBox", "sliceStop": "sliceStopSpinBox",
     "outputSegmentation": "outputSegmentationSelector", "threshold": "thresholdSliderWidget",
-    "rerunMembers": "rerunMembersSpinBox",
+    "rerunMembers": "rerunMembersSpinBox", "refineUseEdits": "refineUseEditsCheckBox",
 }
 #: Events of referenced nodes that can change whether Apply may run (node references are not observed
 #: by the parameter node): renames, a parent transform set or edited, new voxels, a moved ROI.
 INPUT_EVENTS = (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLTransformableNode.TransformModifiedEvent,
-                slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
+                slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+                slicer.vtkMRMLMarkupsNode.PointAddedEvent, slicer.vtkMRMLMarkupsNode.PointRemovedEvent)
 #: What starting a run can raise: bad inputs, the engine not starting, a failed installation
 #: (``pip_install``/``installTorch``: CalledProcessError; a broken PyTorch extension: ImportError).
 START_ERRORS = (DiffSegInputError, RuntimeError, OSError, subprocess.CalledProcessError, ImportError)
@@ -81,7 +83,7 @@ def scalar_volumes(scene) -> list:
             and not v.GetAttribute(results.ROLE_ATTRIBUTE)]
 
 
-class PanelController(ReviewMixin, VTKObservationMixin):
+class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
     """The panel without Qt.
 
     :param parameter_class: the ``@parameterNodeWrapper`` class (:class:`.parameters.DiffSegParameterNode`).
@@ -149,7 +151,8 @@ class PanelController(ReviewMixin, VTKObservationMixin):
         """The parameter node changed (GUI binding or code): follow the reviewed result and region, observe inputs."""
         params = self.params
         self._follow_review()
-        chosen = [getattr(params, MODALITY_PARAMETERS[m]) for m in MODALITY_PARAMETERS] + [params.roi]
+        chosen = [getattr(params, MODALITY_PARAMETERS[m]) for m in MODALITY_PARAMETERS] + [
+            params.roi, params.includePoints, params.excludePoints]
         self._observe_inputs(list({node.GetID(): node for node in chosen if node is not None}.values()))
         self.render(self.view())
 
@@ -287,6 +290,8 @@ class PanelController(ReviewMixin, VTKObservationMixin):
         handle, self.handle = self.handle, None
         try:
             segmentation, _uncertainty = self.logic.finish(handle)
+            if handle.request.guidance is not None:
+                self.refined()
         except (RuntimeError, OSError, ValueError) as err:  # DiffSegRunError, and write_label_map's
             self.status = panelview.STATUS_FAILED
             self.dialogs.error(str(err))
@@ -336,5 +341,5 @@ class PanelController(ReviewMixin, VTKObservationMixin):
             progress_visible=running,
             progress_maximum=max(progress.total, 1) if progress else 0,
             progress_value=progress.done if progress else 0,
-            **self.review_view())
+            **self.review_view(), **self.refine_view())
 

@@ -30,6 +30,12 @@ STATUS_FAILED = "Failed; the scene was not changed."
 STATUS_NOT_INSTALLED = "Not started: the engine's Python packages are not installed."
 STATUS_DECLINED = "Not started: the inputs look unusual (see the warning); nothing was changed."
 STATUS_CLOSED = "The scene was closed; a running segmentation was cancelled."
+STATUS_UNDONE = "Refinement undone: the result is back as it was before it."
+REFINE_TOOLTIP = ("Sample the slices the guidance touches again with the guidance imposed on every member; "
+                  "the segmentation, probability and uncertainty update in place.")
+NO_RESULT = "Run Apply first: Refine corrects the result under review."
+NO_GUIDANCE = "Place an include or exclude point, or paint on the result and tick 'Use my edits'."
+BUSY = "DiffSeg is running; wait for it or cancel it."
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,8 @@ class PanelView:
 
     ``models``: (title, model folder) per combo entry, the last one ``(LOAD_FROM_FOLDER, "")``;
     ``progress_maximum`` 0 means busy (no total yet); ``ranking``: (text, slice index) per list row;
-    ``regions``: (title, region code) per entry of the region selector, shown only for a region result.
+    ``regions``: (title, region code) per entry of the region selector, shown only for a region result;
+    ``guidance_text`` … ``undo_enabled``: the Refine section.
     """
 
     models: tuple[tuple[str, str], ...]
@@ -69,6 +76,11 @@ class PanelView:
     regions: tuple[tuple[str, str], ...]
     region_index: int
     region_visible: bool
+    guidance_text: str
+    refine_text: str
+    refine_enabled: bool
+    refine_tooltip: str
+    undo_enabled: bool
 
 
 def duration(seconds: float) -> str:
@@ -90,6 +102,16 @@ def progress_status(progress: Progress) -> str:
 def done_status(seconds: str) -> str:
     """Status after a run, from the segmentation's ``DiffSeg.Seconds`` attribute ("" if unknown)."""
     return f"Done{f' in {duration(float(seconds))}' if seconds else ''}."
+
+
+def placing_status(kind: str) -> str:
+    return (f"Click in a slice view to place {kind} points ({'tumour' if kind == 'include' else 'not tumour'} "
+            "here); press Escape or pick another mouse mode to stop.")
+
+
+def guidance_text(include: int, exclude: int, edits: bool) -> str:
+    """What Refine will send: ``"2 include, 1 exclude points, and your edits of the result."``"""
+    return f"{include} include, {exclude} exclude points{', and your edits of the result' if edits else ''}."
 
 
 def modality_label(label: str, role: str) -> str:

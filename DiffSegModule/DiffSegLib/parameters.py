@@ -1,9 +1,10 @@
 """The panel's parameters, saved with the scene, bound to ``Resources/UI/DiffSeg.ui``.
 
-Each attribute but ``model`` and ``region`` is bound two-way to the widget :data:`.panel.GUI_BINDINGS` names (the
+Each attribute but ``model``, ``region`` and the two point lists is bound two-way to the widget :data:`.panel.GUI_BINDINGS` names (the
 .ui marks the same widgets with a ``SlicerParameterName`` dynamic property), through
 ``connectParametersToGui``. ``model`` and ``region`` are set by code: their combo boxes list what is
-found at run time (the models; the regions of the result under review), which a bound ``Choice`` cannot express.
+found at run time (the models; the regions of the result under review), which a bound ``Choice`` cannot express;
+the point lists are made when the user first places a point.
 
 Imported only inside Slicer (``slicer.parameterNodeWrapper`` is not part of ``slicer-core``); the
 logic never depends on this file.
@@ -11,7 +12,7 @@ logic never depends on this file.
 
 from typing import Annotated
 
-from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
 from .logic import DEVICES, SAMPLERS
@@ -28,6 +29,8 @@ class DiffSegParameterNode:
     roi, restrictSlices, sliceStart, sliceStop: optional region; ROI wins over the slice range.
     outputSegmentation, region, threshold, rerunMembers: review of a result; ``threshold`` is that of
     ``region`` (wt, tc or et), each region's is stored on the result.
+    includePoints, excludePoints, refineUseEdits: guidance of Refine (point lists made on demand; whether the
+    Segment Editor edits of the result are sent as strokes).
     """
 
     model: str = ""
@@ -48,3 +51,6 @@ class DiffSegParameterNode:
     region: Annotated[str, Choice(list(REGIONS))] = "wt"
     threshold: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
     rerunMembers: Annotated[int, WithinRange(1, 100)] = 10
+    includePoints: vtkMRMLMarkupsFiducialNode
+    excludePoints: vtkMRMLMarkupsFiducialNode
+    refineUseEdits: bool = False

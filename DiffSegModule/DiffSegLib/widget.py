@@ -71,6 +71,10 @@ class DiffSegPanel(VTKObservationMixin):
         self.ui.tumorRegionComboBox.connect("activated(int)", self._onRegionChosen)
         self.ui.applyButton.connect("clicked(bool)", self._onApply)
         self.ui.rerunButton.connect("clicked(bool)", self._onRerun)
+        self.ui.placeIncludeButton.connect("clicked(bool)", lambda _checked=False: self.controller.place_clicked("include"))
+        self.ui.placeExcludeButton.connect("clicked(bool)", lambda _checked=False: self.controller.place_clicked("exclude"))
+        self.ui.refineButton.connect("clicked(bool)", self._onRefine)
+        self.ui.undoRefineButton.connect("clicked(bool)", lambda _checked=False: self.controller.undo_clicked())
         self.ui.uncertainSlicesListWidget.connect("itemClicked(QListWidgetItem*)", self._onSliceClicked)
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self._onThresholdMoved)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose)
@@ -133,6 +137,10 @@ class DiffSegPanel(VTKObservationMixin):
         self.controller.rerun_clicked()
         self._followRun()
 
+    def _onRefine(self, _checked: bool = False) -> None:
+        self.controller.refine_clicked()
+        self._followRun()
+
     def _followRun(self) -> None:
         if self.controller.handle is not None:
             self._pollTimer.start()
@@ -171,6 +179,11 @@ class DiffSegPanel(VTKObservationMixin):
         ui.tumorRegionLabel.setVisible(view.region_visible)
         ui.tumorRegionComboBox.setVisible(view.region_visible)
         self._renderCombo(ui.tumorRegionComboBox, "regions", view.regions, view.region_index)
+        ui.guidanceLabel.setText(view.guidance_text)
+        ui.refineButton.setText(view.refine_text)
+        ui.refineButton.setEnabled(view.refine_enabled)
+        ui.refineButton.setToolTip(view.refine_tooltip)
+        ui.undoRefineButton.setEnabled(view.undo_enabled)
         if self._rendered.get("ranking") != view.ranking:
             ui.uncertainSlicesListWidget.clear()
             for text, index in view.ranking:

@@ -4,8 +4,8 @@ Qt is PyQt5 on the offscreen platform; the .ui file, the MRML scene, the paramet
 engine (``python -m DiffSegExtension`` through a ``PythonSlicer`` launcher) are real. What exists
 only in Slicer is replaced by the documented stand-ins in ``standins/``. One scripted session:
 load volumes, choose a model, Apply, progress, Cancel, Apply again, threshold, click a ranked
-slice, re-run here, a run that ends while the module is hidden, leave and re-enter, close the
-scene, the self-test, reload, cleanup. Each defect of issue 9 that lives in this code is asserted
+slice, re-run here, refine (cancelled, then run) and undo, a run that ends while the module is hidden,
+leave and re-enter, close the scene, the self-test, reload, cleanup. Each defect of issue 9 that lives in this code is asserted
 where the session passes it. A second session runs a region model and drives the region selector.
 """
 
@@ -32,6 +32,13 @@ from standins import slicer_app  # noqa: E402
 APP = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 PHANTOM_MODEL = REPO / "Resources" / "Models" / "phantom"
 pytestmark = pytest.mark.slow
+
+
+def slicer_array(node) -> np.ndarray:
+    """A volume node's voxels (KJI), as ``slicer.util.arrayFromVolume`` gives them."""
+    import slicer
+
+    return slicer.util.arrayFromVolume(node)
 
 
 def wait_until(predicate, timeout: float = 120.0) -> None:
@@ -175,6 +182,41 @@ def test_scripted_session(session):
     assert ui.statusLabel.text() == panelview.done_status(first.GetAttribute("DiffSeg.Seconds"))
     ui.restrictSlicesCheckBox.setChecked(False)
 
+    # Refine: disabled without guidance; placing makes a coloured point list and turns on point placement; a point
+    # enables Refine, which turns into Cancel while it runs (the scene stays as it was); a refinement makes the
+    # point's voxel tumour in the same nodes and empties the list; Undo puts the result back exactly.
+    from DiffSegLib import results
+
+    assert not ui.refineButton.isEnabled() and ui.refineButton.toolTip() == panelview.NO_GUIDANCE
+    assert not ui.undoRefineButton.isEnabled()
+    ui.placeExcludeButton.click()
+    ui.placeIncludeButton.click()
+    include, exclude = controller.params.includePoints, controller.params.excludePoints
+    interaction = harness.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    selection = harness.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    assert interaction.GetCurrentInteractionMode() == interaction.Place and selection.GetActivePlaceNodeID() == include.GetID()
+    assert include.GetDisplayNode().GetSelectedColor() != exclude.GetDisplayNode().GetSelectedColor()
+    probability_node = results.output_volumes(first)[0]
+    probability = np.array(slicer_array(probability_node))
+    k = int(np.argmax((probability >= 0.3).sum(axis=(1, 2))))
+    j, i = np.argwhere(probability[k] == 0)[len(np.argwhere(probability[k] == 0)) // 2]
+    include.AddControlPointWorld(*(geometry.ijk_to_ras(reference) @ [i, j, k, 1.0])[:3])
+    assert ui.refineButton.isEnabled() and ui.guidanceLabel.text() == "1 include, 0 exclude points."
+    before = harness.snapshot()
+    ui.refineButton.click()
+    assert ui.refineButton.text() == "Cancel" and not ui.rerunButton.isEnabled()
+    ui.refineButton.click()
+    assert ui.refineButton.text() == "Refine" and ui.statusLabel.text() == panelview.STATUS_CANCELLED
+    assert harness.snapshot() == before
+    ui.refineButton.click()
+    wait_until(lambda: controller.handle is None)
+    assert slicer_array(probability_node)[k, j, i] == 1.0 and results.output_volumes(first)[0] is probability_node
+    assert include.GetNumberOfControlPoints() == 0 and not ui.refineButton.isEnabled()
+    assert ui.statusLabel.text().startswith("Done") and ui.undoRefineButton.isEnabled()
+    ui.undoRefineButton.click()
+    assert np.array_equal(slicer_array(probability_node), probability) and not ui.undoRefineButton.isEnabled()
+    assert ui.statusLabel.text() == panelview.STATUS_UNDONE
+
     # Another result (T1 and T2 swapped: new inputs) that ends while the module is hidden (defect 10);
     # on re-entry it is under review, and the slider shows *its* threshold, not the first one's (defect 1).
     ui.t1VolumeSelector.setCurrentNode(volumes["t2"])
@@ -198,13 +240,13 @@ def test_scripted_session(session):
         widget.exit()
         assert controller.params.bound_widgets == 0
         widget.enter()
-        assert controller.params.bound_widgets == 16
+        assert controller.params.bound_widgets == 17
     assert ui.samplerComboBox.currentText() == "ddim" and controller.params.sampler == "ddim"
 
     # Close the scene: a fresh parameter node, bound at once since the panel is shown.
     harness.scene.Clear(0)
     assert controller.params is not None and controller.params.outputSegmentation is None
-    assert controller.params.bound_widgets == 16 and not ui.applyButton.isEnabled()
+    assert controller.params.bound_widgets == 17 and not ui.applyButton.isEnabled()
     assert ui.applyButton.toolTip().startswith("Select a volume for")
 
     # The self-test's steps, after the module was left (defect 5).

@@ -86,7 +86,8 @@ def test_parameters_and_ui_bindings_match():
     bound = {_dynamic_property(w, "SlicerParameterName"): (name, w.get("class")) for name, w in widgets.items()
              if _dynamic_property(w, "SlicerParameterName")}
     assert set(bound) <= set(params), f"bound to unknown parameters: {sorted(set(bound) - set(params))}"
-    assert set(params) - set(bound) == {"model", "region"}, "every parameter but the model and region (set by code) is bound"
+    assert set(params) - set(bound) == {"model", "region", "includePoints", "excludePoints"}, \
+        "every parameter but the model, region and point lists (set by code) is bound"
     from DiffSegLib.panel import GUI_BINDINGS
 
     assert GUI_BINDINGS == {parameter: name for parameter, (name, _) in bound.items()}, \
