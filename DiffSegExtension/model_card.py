@@ -26,7 +26,7 @@ from DiffSegExtension.network import DenoisingUNet
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FORMAT = 1
-DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5}
+DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full"}
 #: Files that unpickle on load (torch.save, pickle): refused, since unpickling can run arbitrary code.
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 

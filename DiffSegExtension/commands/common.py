@@ -9,16 +9,19 @@ from pathlib import Path
 from DiffSegExtension.config import KNOWN_MODALITIES
 from DiffSegExtension.diffusion.samplers import SAMPLERS
 from DiffSegExtension.errors import DiffSegInputError
-from DiffSegExtension.inference.segment import SegmentOptions
+from DiffSegExtension.inference.segment import ENSEMBLES, SegmentOptions
 from DiffSegExtension.model_card import LoadedModel
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """--members/--sampler/--steps (defaults from the model card), --eta, --seed, --device, --batch-size."""
+def add_sampling_arguments(parser: argparse.ArgumentParser, ensemble: bool = True) -> None:
+    """--members/--sampler/--steps/--ensemble (defaults from the model card), --eta, --seed, --device, --batch-size."""
     group = parser.add_argument_group("sampling (defaults come from the model card)")
     group.add_argument("--members", type=int, help="ensemble members per slice")
     group.add_argument("--sampler", choices=sorted(SAMPLERS), help="reverse-diffusion sampler")
     group.add_argument("--steps", type=int, help="sampler steps (network passes per member)")
+    if ensemble:
+        group.add_argument("--ensemble", choices=ENSEMBLES,
+                           help="adaptive: every member only near the tumour member 0 finds (faster); full: everywhere")
     group.add_argument("--eta", type=float, default=None, help="DDIM noise level η (0 = deterministic)")
     group.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -48,7 +51,8 @@ def sampling_options(args: argparse.Namespace, model: LoadedModel, slice_range=N
         extra["eta"] = args.eta
     return SegmentOptions(members=args.members or defaults["members"], sampler=sampler,
                           steps=args.steps or defaults["steps"], seed=args.seed, device=args.device,
-                          slice_range=slice_range, batch_size=args.batch_size, sampler_options=extra)
+                          slice_range=slice_range, batch_size=args.batch_size, sampler_options=extra,
+                          ensemble=getattr(args, "ensemble", None) or defaults["ensemble"])
 
 
 def add_modality_arguments(parser: argparse.ArgumentParser) -> None:

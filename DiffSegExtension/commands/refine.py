@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--margin", type=int, default=DEFAULT_MARGIN,
                    help="extra slices re-sampled on each side of the slices the guidance touches (default 0: "
                         "with the previous run's settings they would come out unchanged)")
-    add_sampling_arguments(p)
+    add_sampling_arguments(p, ensemble=False)  # refine re-samples every member on the slices it touches
     p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
                    help="json: one machine-readable line per sampler step on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

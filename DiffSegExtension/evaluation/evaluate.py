@@ -54,7 +54,7 @@ def case_metrics(seg: Segmentation, case: Case) -> list[dict]:
             "truth_ml": float(truth.sum() * voxel_ml),
             "predicted_ml": float(mask.sum() * voxel_ml),
             "slices": len(seg.prepared.source_slices),
-            "passes_per_slice": seg.options.members * seg.options.steps,
+            "passes_per_slice": seg.passes_per_slice,
             "seconds": seg.seconds,
         })
     return rows

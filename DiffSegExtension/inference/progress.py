@@ -59,6 +59,14 @@ class Progress:
             self._bar = tqdm(total=total, desc=message, unit="pass", file=sys.stderr, dynamic_ncols=True)
         self._report()
 
+    def retotal(self, total: int) -> None:
+        """The stage turned out to need ``total`` steps in all (an adaptive ensemble knows after its screen)."""
+        self.total = int(total)
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.refresh()
+        self._report()
+
     def advance(self, steps: int = 1) -> None:
         self.done += steps
         if self._bar is not None:

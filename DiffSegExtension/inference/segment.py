@@ -15,6 +15,7 @@ from DiffSegExtension.diffusion.samplers import make_sampler
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.ensemble import aggregate
 from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.adaptive import AdaptiveSettings, AdaptiveWork, sample_adaptive
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.model_card import LoadedModel
@@ -22,10 +23,15 @@ from DiffSegExtension.network import condition_input
 from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions, nest
 
 
+ENSEMBLES = ("adaptive", "full")
+
+
 @dataclass
 class SegmentOptions:
     """How to sample. ``slice_range`` is a half-open [a, b) range of the input's own voxel indices
-    along its superior–inferior axis; ``batch_size`` counts (slice, member) items per network pass."""
+    along its superior–inferior axis; ``batch_size`` counts (slice, member) items per network pass.
+    ``ensemble``: ``full`` samples every member on every slice, ``adaptive`` only near the tumour that
+    member 0 finds (:mod:`~DiffSegExtension.inference.adaptive`)."""
 
     members: int = 5
     sampler: str = "dpmpp"
@@ -35,11 +41,14 @@ class SegmentOptions:
     slice_range: tuple[int, int] | None = None
     batch_size: int | None = None
     sampler_options: dict = field(default_factory=dict)
+    ensemble: str = "full"
 
     def check(self, num_timesteps: int) -> None:
         if self.members < 1:
             raise DiffSegInputError(f"--members must be at least 1, got {self.members}")
         make_sampler(self.sampler, NoiseSchedule.from_config(_unit_diffusion(num_timesteps)), self.steps)
+        if self.ensemble not in ENSEMBLES:
+            raise DiffSegInputError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got '{self.ensemble}'")
         if self.slice_range is not None and self.slice_range[0] >= self.slice_range[1]:
             raise DiffSegInputError(f"--slices {self.slice_range[0]}:{self.slice_range[1]} is empty: give a:b with a < b")
 
@@ -73,6 +82,8 @@ class Segmentation:
     seconds: float
     passes: int
     options: SegmentOptions
+    passes_per_slice: float = 0.0
+    adaptive: AdaptiveWork | None = None
 
     def summary(self, voxel_ml: float) -> dict:
         """Run facts and each region's volume in ml (``voxel_ml``: one voxel's volume in ml)."""
@@ -83,7 +94,9 @@ class Segmentation:
             "slice_range": [int(min(source)), int(max(source)) + 1],
             "slices_sampled": len(source),
             "network_passes": self.passes,
-            "passes_per_slice": self.options.members * self.options.steps,
+            "passes_per_slice": round(self.passes_per_slice, 2),
+            **({"adaptive": {"candidate_slices": self.adaptive.candidates,
+                             "window_fraction": round(self.adaptive.window_fraction(), 3)}} if self.adaptive else {}),
             "seconds": round(self.seconds, 3),
             "modalities_used": [m for m, here in zip(self.prepared.modalities, self.prepared.present) if here],
             "regions": {r: {"title": REGION_TITLES[r], "voxels": int(self.mask[i].sum()),
@@ -130,16 +143,29 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     count, _, height, width = prepared.images.shape
     batch = options.batch_size or default_batch_size(device, height, width)
     passes = passes_needed(count, options.members, options.steps, batch)
-    progress.start(passes, f"{case.name}: {count} slices × {options.members} members, {options.sampler} {options.steps} steps")
+    if options.ensemble == "adaptive":  # at most: member 0 everywhere, then the rest everywhere (shrinks once planned)
+        passes = passes_needed(count, 1, options.steps, batch) + passes_needed(count, options.members - 1, options.steps, batch)
+    progress.start(passes, f"{case.name}: {count} slices × {options.members} members ({options.ensemble}), "
+                           f"{options.sampler} {options.steps} steps")
     present = torch.tensor(prepared.present).expand(count, -1)
-    members = sample_ensemble(
-        network, NoiseSchedule.from_config(model.config.diffusion), condition_input(net, prepared.images, present),
-        prepared.source_slices, members=options.members, sampler=options.sampler, steps=options.steps,
-        seed=options.seed, batch_size=batch, device=device, on_step=progress.advance,
-        sampler_options=options.sampler_options, regions=len(net.regions),
-    )
+    common = dict(members=options.members, sampler=options.sampler, steps=options.steps, seed=options.seed,
+                  batch_size=batch, device=device, on_step=progress.advance, sampler_options=options.sampler_options,
+                  regions=len(net.regions))
+    schedule, condition = NoiseSchedule.from_config(model.config.diffusion), condition_input(net, prepared.images, present)
+    work = None
+    if options.ensemble == "adaptive":
+        crop = model.card.get("training", {}).get("options", {}).get("crop")  # windows no smaller than it learnt on
+        members, work = sample_adaptive(network, schedule, condition, prepared.brain, prepared.source_slices,
+                                        size_multiple=net.size_multiple, on_plan=progress.retotal,
+                                        settings=AdaptiveSettings(min_window=crop or max(height, width)), **common)
+        passes = progress.total
+    else:
+        members = sample_ensemble(network, schedule, condition, prepared.source_slices, **common)
     progress.close()
     seg = segmentation_from_members(prepared, members, options, passes, net.regions)
+    seg.passes_per_slice = (work.full_slice_passes(options.members, options.steps) / count if work
+                            else float(options.members * options.steps))
+    seg.adaptive = work
     seg.seconds = time.perf_counter() - started
     return seg
 

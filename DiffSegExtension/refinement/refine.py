@@ -92,7 +92,8 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     maps["entropy"][pinned] = 0.0
     mask = (maps["probability"] >= 0.5).astype(np.uint8)
     seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,
-                       prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options, **maps)
+                       prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options,
+                       passes_per_slice=float(options.members * options.steps), **maps)
     return Refinement(seg, guidance, sorted(prepared.source_slices))
 
 
