@@ -7,7 +7,7 @@ returned :class:`RunHandle` from a timer); scripts use the blocking :meth:`DiffS
     from DiffSegLib.logic import DiffSegLogic
     seg, unc = DiffSegLogic().segment(flair=getNode("BraTS_flair"), t1=getNode("BraTS_t1"),
                                       t1ce=getNode("BraTS_t1ce"), t2=getNode("BraTS_t2"),
-                                      model="phantom", members=5, steps=20)
+                                      model="phantom", members=5, steps=20, ensemble="adaptive")
     result = DiffSegLogic().segment(flair=getNode("BraTS_flair"), t2=getNode("BraTS_t2"))  # a region model
     result.uncertainties["et"], result.probabilities["tc"]  # per region: "wt", "tc", "et"
     DiffSegLogic().refine(seg, include=[(12.5, -30.0, 41.0)])  # see refinelogic; undo_refine(seg) goes back
@@ -38,6 +38,8 @@ from .refinelogic import RefineMixin
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
+#: ``--ensemble``: ``adaptive`` samples members 1 … N − 1 only near the tumour member 0 finds; ``full`` everywhere.
+ENSEMBLES = ("adaptive", "full")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -66,6 +68,7 @@ class RunRequest:
     members: int = 5
     steps: int = 10
     sampler: str = "dpmpp"
+    ensemble: str = "full"
     seed: int = 0
     device: str = "auto"
     slices: tuple[int, int] | None = None
@@ -145,6 +148,8 @@ class DiffSegLogic(RefineMixin):
         found = []
         if request.sampler not in SAMPLERS:
             found.append(f"Unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}.")
+        if request.ensemble not in ENSEMBLES:
+            found.append(f"Unknown ensemble '{request.ensemble}'; choose one of {', '.join(ENSEMBLES)}.")
         if request.device not in DEVICES:
             found.append(f"Unknown device '{request.device}'; choose one of {', '.join(DEVICES)}.")
         if int(request.members) < 1 or int(request.steps) < 1:
@@ -189,7 +194,8 @@ class DiffSegLogic(RefineMixin):
                 out_dir = Path(request.keep_engine_outputs) if request.keep_engine_outputs else temp_dir / "outputs"
                 args = segment_arguments(request.model.path, files, out_dir,
                                          members=request.members, sampler=request.sampler, steps=request.steps,
-                                         seed=request.seed, device=request.device, slices=slices)
+                                         ensemble=request.ensemble, seed=request.seed, device=request.device,
+                                         slices=slices)
             runner = self.runner_factory()
             runner.start(args, cwd=temp_dir)
         except BaseException:
@@ -249,8 +255,8 @@ class DiffSegLogic(RefineMixin):
         axis = int(summary.get("slice_axis", geometry.slice_axis(reference)))
         if request.merge_into is not None:
             merged = review.merge_outputs(request.merge_into, loaded, handle.slices, axis)
-            info = {"LastRefinement": f"slices {handle.slices[0]}:{handle.slices[1]} with "
-                                      f"{request.members} members, {request.sampler} {request.steps} steps",
+            info = {"LastRefinement": f"slices {handle.slices[0]}:{handle.slices[1]} with {request.members} members "
+                                      f"({request.ensemble}), {request.sampler} {request.steps} steps",
                     "Seconds": _seconds(seconds)}
             stored = results.store_outputs(scene, reference, handle.key, merged, info, segmentation=request.merge_into)
             # A re-run is a step of its own: the refinement before it can no longer be undone alone.
@@ -258,7 +264,7 @@ class DiffSegLogic(RefineMixin):
             return stored
         slice_range = summary.get("slice_range") or list(handle.slices or (0, geometry.dimensions(reference)[axis]))
         info = {"Model": request.model.name, "ModelPath": str(request.model.path), "Members": request.members,
-                "Sampler": request.sampler, "Steps": request.steps, "Seed": request.seed,
+                "Sampler": request.sampler, "Steps": request.steps, "Ensemble": request.ensemble, "Seed": request.seed,
                 "Device": request.device, "SliceAxis": axis, "SliceRange": f"{slice_range[0]}:{slice_range[1]}",
                 "Seconds": _seconds(seconds), "LastRefinement": "",
                 **{threshold_attribute(r)[len("DiffSeg."):]: DEFAULT_THRESHOLD for r in loaded.regions}}
@@ -289,9 +295,9 @@ class DiffSegLogic(RefineMixin):
     # -- console API --------------------------------------------------------------------------
     def segment(self, flair=None, t1=None, t1ce=None, t2=None, *, model: str | Path | None = None,
                 members: int | None = None, steps: int | None = None, sampler: str | None = None,
-                seed: int = 0, device: str = "auto", slices: tuple[int, int] | None = None, roi=None,
-                new_outputs: bool = False, on_progress: Callable[[Progress], None] | None = None,
-                timeout: float | None = None):
+                ensemble: str | None = None, seed: int = 0, device: str = "auto",
+                slices: tuple[int, int] | None = None, roi=None, new_outputs: bool = False,
+                on_progress: Callable[[Progress], None] | None = None, timeout: float | None = None):
         """Segment the tumour in the given volume nodes; blocks until done.
 
         Volumes the model lists as optional may be left out; only the given ones go to the engine.
@@ -299,6 +305,8 @@ class DiffSegLogic(RefineMixin):
         :param model: bundled model name (e.g. ``"phantom"``) or model folder; default: see :meth:`choose_model`.
         :param members: ensemble members (default: the model card's).
         :param steps: sampler steps (default: the model card's).
+        :param ensemble: ``"adaptive"`` or ``"full"`` (default: the model card's, else ``"full"``); stored on the
+            result as ``DiffSeg.Ensemble``.
         :return: a :class:`results.SegmentationResult`, which unpacks as ``(segmentationNode, uncertaintyNode)``
             (the whole tumour's uncertainty, as before regions) and has ``.segmentation``, ``.regions``
             (``("wt",)`` or ``("wt", "tc", "et")``), ``.probabilities`` and ``.uncertainties`` (region → volume
@@ -310,7 +318,8 @@ class DiffSegLogic(RefineMixin):
         card = self.choose_model(model, volumes)
         request = RunRequest(card, volumes, members=members or card.default("members"),
                              steps=steps or card.default("steps"), sampler=sampler or card.default("sampler"),
-                             seed=seed, device=device, slices=slices, roi=roi, new_outputs=new_outputs)
+                             ensemble=ensemble or card.default("ensemble"), seed=seed, device=device, slices=slices,
+                             roi=roi, new_outputs=new_outputs)
         self.check(request)
         for warning in self.warnings(request):
             logging.warning("DiffSeg: %s", warning)
@@ -338,7 +347,11 @@ class DiffSegLogic(RefineMixin):
     def rerun_request(self, segmentation, *, slices: tuple[int, int] | None = None, roi=None,
                       members: int | None = None, steps: int | None = None, sampler: str | None = None,
                       seed: int | None = None, device: str | None = None) -> RunRequest:
-        """A "re-run here" request on the inputs of existing outputs; its result merges into them."""
+        """A "re-run here" request on the inputs of existing outputs; its result merges into them.
+
+        Its ensemble is always ``full``, whatever the run's: the user asks for more members (by default twice the
+        run's) everywhere in the range, and an adaptive ensemble would sample members 1 … N − 1 only near the tumour
+        its first member finds, leaving the rest of the range to that one member."""
         attr = lambda name: segmentation.GetAttribute(f"DiffSeg.{name}")  # noqa: E731
         volumes = {}
         for pair in (segmentation.GetAttribute(results.KEY_ATTRIBUTE) or "").split(";"):
@@ -349,7 +362,7 @@ class DiffSegLogic(RefineMixin):
                                  else attr("Model"), volumes)
         return RunRequest(card, volumes, members=members or 2 * int(attr("Members") or card.default("members")),
                           steps=steps or int(attr("Steps") or card.default("steps")),
-                          sampler=sampler or attr("Sampler") or card.default("sampler"),
+                          sampler=sampler or attr("Sampler") or card.default("sampler"), ensemble="full",
                           seed=int(attr("Seed") or 0) + 1 if seed is None else seed,
                           device=device or attr("Device") or "auto", slices=slices, roi=roi,
                           merge_into=segmentation)

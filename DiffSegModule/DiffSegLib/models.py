@@ -32,7 +32,9 @@ NAME_PATTERNS = {
 _T1_EXCLUDE = NAME_PATTERNS["t1ce"]
 _T2_EXCLUDE = ["*flair*"]
 
-DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5}
+#: Inference defaults for cards that lack one; the engine's ``model_card.DEFAULT_INFERENCE`` (a static test keeps
+#: the two equal). ``ensemble``: ``full`` samples every member on every slice, ``adaptive`` only near the tumour.
+DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full"}
 WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -73,7 +75,7 @@ class ModelCard:
         return {m: volumes[m] for m in self.modalities if volumes.get(m) is not None}
 
     def default(self, key: str):
-        """An inference default from the card, else DiffSeg's (sampler/steps/members)."""
+        """An inference default from the card, else DiffSeg's (sampler/steps/members/ensemble)."""
         return self.inference_defaults.get(key, DEFAULT_INFERENCE.get(key))
 
 

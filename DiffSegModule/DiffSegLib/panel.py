@@ -36,7 +36,8 @@ MODULE_NAME = "DiffSeg"
 GUI_BINDINGS = {
     "flairVolume": "flairVolumeSelector", "t1Volume": "t1VolumeSelector", "t1ceVolume": "t1ceVolumeSelector",
     "t2Volume": "t2VolumeSelector", "members": "membersSpinBox", "sampler": "samplerComboBox",
-    "steps": "stepsSpinBox", "device": "deviceComboBox", "seed": "seedSpinBox", "roi": "roiSelector",
+    "steps": "stepsSpinBox", "ensemble": "ensembleComboBox", "device": "deviceComboBox", "seed": "seedSpinBox",
+    "roi": "roiSelector",
     "restrictSlices": "restrictSlicesCheckBox", "sliceStart": "sliceStartSpinBox", "sliceStop": "sliceStopSpinBox",
     "outputSegmentation": "outputSegmentationSelector", "threshold": "thresholdSliderWidget",
     "rerunMembers": "rerunMembersSpinBox", "refineUseEdits": "refineUseEditsCheckBox",
@@ -114,7 +115,7 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
     # -- lifecycle ----------------------------------------------------------------------------
     def enter(self) -> None:
         """The module is shown: make sure a parameter node exists, pick a model (first by
-        :func:`.models.preference`) and volumes, render."""
+        :func:`.models.preference`, with its card's sampling defaults) and volumes, render."""
         if self.params is None:
             self.params = self.parameter_class(singleton_parameter_node(self.scene))
             self.addObserver(self.params.parameterNode, vtk.vtkCommand.ModifiedEvent, self.parameters_modified)
@@ -122,6 +123,7 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
             preferred = sorted(list_bundled_models(), key=lambda c: (*preference(c), c.name))
             if preferred:
                 self.params.model = str(preferred[0].path)
+                self.use_card_defaults()
         self.auto_assign()
         self.parameters_modified()
 
@@ -199,11 +201,16 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
             self.loaded_models.append(card)
             path = str(card.path)
         self.params.model = path
+        self.use_card_defaults()
+        self.auto_assign()
+
+    def use_card_defaults(self) -> None:
+        """Set the sampling settings (members, steps, sampler, ensemble) to the chosen model card's defaults."""
         card = self.card()
         self.params.members = int(card.default("members"))
         self.params.steps = int(card.default("steps"))
         self.params.sampler = str(card.default("sampler"))
-        self.auto_assign()
+        self.params.ensemble = str(card.default("ensemble"))
 
     def auto_assign(self, *_args) -> None:
         """Fill empty modality selectors from volume names (``*flair*``, ``*t1ce*``, ...)."""
@@ -224,7 +231,7 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
         volumes = {m: getattr(params, MODALITY_PARAMETERS[m]) for m in card.modalities}
         slices = (params.sliceStart, params.sliceStop) if params.restrictSlices and params.roi is None else None
         return RunRequest(card, volumes, members=params.members, steps=params.steps, sampler=params.sampler,
-                          seed=params.seed, device=params.device, slices=slices, roi=params.roi)
+                          ensemble=params.ensemble, seed=params.seed, device=params.device, slices=slices, roi=params.roi)
 
     def problems(self, request: RunRequest | None) -> list[str]:
         """Why Apply cannot run (first one = its tooltip)."""
@@ -333,7 +340,8 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
             model_index=paths.index(str(card.path)) if card and str(card.path) in paths else len(models) - 1,
             model_info=card.intended_use if card else panelview.NO_MODEL_INFO,
             rows=rows,
-            quality_hint=panelview.quality_hint(params.sampler, params.members, params.steps) if params else "",
+            quality_hint=panelview.quality_hint(params.sampler, params.members, params.steps,
+                                                params.ensemble) if params else "",
             slice_range_enabled=bool(params and params.restrictSlices),
             apply_text=apply[0], apply_enabled=apply[1], apply_tooltip=apply[2],
             rerun_enabled=bool(not running and params and params.outputSegmentation is not None),

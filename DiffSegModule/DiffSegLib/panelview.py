@@ -89,9 +89,12 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def quality_hint(sampler: str, members: int, steps: int) -> str:
-    return (f"{SAMPLER_HINTS.get(sampler, '')} {members} members x {steps} steps = "
-            f"{members * steps} network passes per slice.")
+def quality_hint(sampler: str, members: int, steps: int, ensemble: str = "full") -> str:
+    """The sampler's hint and the work per slice; with the adaptive ensemble, fewer passes away from the tumour."""
+    passes = f"{members} members x {steps} steps = {members * steps} network passes per slice"
+    if ensemble == "adaptive":
+        passes += f" near the tumour; adaptive ensemble: {steps} (the first member only) away from it"
+    return f"{SAMPLER_HINTS.get(sampler, '')} {passes}."
 
 
 def progress_status(progress: Progress) -> str:

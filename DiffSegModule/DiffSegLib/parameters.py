@@ -15,7 +15,7 @@ from typing import Annotated
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from .logic import DEVICES, SAMPLERS
+from .logic import DEVICES, ENSEMBLES, SAMPLERS
 from .regions import REGIONS
 
 
@@ -25,7 +25,8 @@ class DiffSegParameterNode:
 
     model: bundled model name or model folder path.
     flairVolume, t1Volume, t1ceVolume, t2Volume: input volumes (only those the model lists are used).
-    members, sampler, steps, device, seed: sampling settings (members × steps network passes per slice).
+    members, sampler, steps, ensemble, device, seed: sampling settings (members × steps network passes per slice;
+    fewer away from the tumour with the ``adaptive`` ensemble).
     roi, restrictSlices, sliceStart, sliceStop: optional region; ROI wins over the slice range.
     outputSegmentation, region, threshold, rerunMembers: review of a result; ``threshold`` is that of
     ``region`` (wt, tc or et), each region's is stored on the result.
@@ -41,6 +42,7 @@ class DiffSegParameterNode:
     members: Annotated[int, WithinRange(1, 100)] = 5
     sampler: Annotated[str, Choice(list(SAMPLERS))] = "dpmpp"
     steps: Annotated[int, WithinRange(1, 1000)] = 10
+    ensemble: Annotated[str, Choice(list(ENSEMBLES))] = "full"
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     roi: vtkMRMLMarkupsROINode

@@ -108,10 +108,11 @@ class EngineResult:
 
 def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_dir: str | Path, *,
                       members: int, sampler: str, steps: int, seed: int, device: str = "auto",
-                      slices: tuple[int, int] | None = None) -> list[str]:
+                      ensemble: str = "full", slices: tuple[int, int] | None = None) -> list[str]:
     """Command-line arguments of ``python -m DiffSegExtension`` for one segmentation run.
 
     :param inputs: modality (``flair``, ``t1``, ``t1ce``, ``t2``) → NIfTI path.
+    :param ensemble: ``full`` (every member on every slice) or ``adaptive`` (see the engine's ``inference.adaptive``).
     :param slices: half-open ``(a, b)`` range of source voxel indices along the slice axis.
     """
     args = ["segment", "--model", str(model)]
@@ -119,7 +120,7 @@ def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_d
         if modality in inputs:
             args += [f"--{modality}", str(inputs[modality])]
     args += ["--out", str(out_dir), "--members", str(int(members)), "--sampler", sampler,
-             "--steps", str(int(steps)), "--seed", str(int(seed)), "--device", device]
+             "--steps", str(int(steps)), "--ensemble", ensemble, "--seed", str(int(seed)), "--device", device]
     if slices is not None:
         args += ["--slices", f"{int(slices[0])}:{int(slices[1])}"]
     args += ["--progress", "json", "--overwrite"]

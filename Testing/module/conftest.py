@@ -9,6 +9,8 @@ target. ``slicer.mrmlScene`` points at it for the duration of a test.
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -154,6 +156,18 @@ def ijk_to_ras(node) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+@pytest.fixture
+def adaptive_phantom(tmp_path) -> Path:
+    """A copy of the bundled phantom model whose card's default ensemble is ``adaptive`` (the weights' sha256,
+    which the engine checks, is over ``weights.safetensors`` only, so the edited card still loads)."""
+    folder = tmp_path / "phantom-adaptive"
+    shutil.copytree(REPO / "Resources" / "Models" / "phantom", folder)
+    card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    card["inference_defaults"]["ensemble"] = "adaptive"
+    (folder / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    return folder
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A stand-in engine that speaks the engine's command line and stdout protocol, for logic tests.
 
-``python -m stub_engine segment --model M --flair F ... --out D --members N --steps K
+``python -m stub_engine segment --model M --flair F ... --out D --members N --steps K --ensemble E
 --slices a:b --progress json --overwrite`` writes the six outputs of the real engine in the first
 input's exact geometry: a deterministic "tumour" (the brightest FLAIR voxels), N binary members
 that disagree near its border, their mean (probability), variance (uncertainty) and entropy.
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--sampler", default="dpmpp")
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--ensemble", choices=("adaptive", "full"), default="full")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--slices")
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
     (args.out / "overview.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     outputs["overview"] = str(args.out / "overview.png")
     summary = {"slice_axis": axis, "slice_range": [a, b], "model": {"name": Path(args.model).name},
-               "members": args.members, "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+               "members": args.members, "sampler": args.sampler, "steps": args.steps, "ensemble": args.ensemble,
+               "seed": args.seed,
                "seconds": time.perf_counter() - started}
     (args.out / "summary.json").write_text(json.dumps(summary))
     outputs["summary"] = str(args.out / "summary.json")

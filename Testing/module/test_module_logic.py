@@ -222,3 +222,16 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def test_console_ensemble_defaults_to_the_cards_and_can_be_overridden(harness, stub, volumes, adaptive_phantom):
+    """``segment(ensemble=None)`` runs the card's default, an explicit value wins, an unknown one is refused at once."""
+    from DiffSegLib.inputs import DiffSegInputError
+
+    logic = stub.logic()
+    seg, _ = logic.segment(**volumes, model=str(adaptive_phantom), members=3, steps=2)
+    assert seg.GetAttribute("DiffSeg.Ensemble") == "adaptive"
+    seg, _ = logic.segment(**volumes, model=str(adaptive_phantom), members=3, steps=2, ensemble="full", new_outputs=True)
+    assert seg.GetAttribute("DiffSeg.Ensemble") == "full"
+    with pytest.raises(DiffSegInputError, match="Unknown ensemble 'some'"):
+        logic.segment(**volumes, model=str(adaptive_phantom), ensemble="some")

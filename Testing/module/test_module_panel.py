@@ -321,3 +321,46 @@ def test_the_model_first_shown_is_a_real_mri_region_model(harness, parameter_cla
     controller.enter()
     assert controller.card().name == "brats-regions"
     controller.cleanup()
+
+
+def _engine_ensemble(controller) -> str:
+    """The ``--ensemble`` of the engine process the controller's run started."""
+    args = list(controller.handle.runner.process.args)
+    return args[args.index("--ensemble") + 1]
+
+
+def test_the_cards_ensemble_reaches_apply_and_rerun_here_samples_every_member(harness, stub, parameter_class,
+                                                                             adaptive_phantom, monkeypatch):
+    """A card whose default ensemble is adaptive: the panel starts on it, Apply passes it to the engine and the result
+    records it; Re-run here passes ``--ensemble full``; choosing a model in the combo takes its card's default."""
+    from DiffSegLib import panel as panel_module
+    from DiffSegLib.models import read_model_card
+
+    monkeypatch.setattr(panel_module, "list_bundled_models", lambda: [read_model_card(adaptive_phantom)])
+    views = []
+    controller = PanelController(stub.logic(), parameter_class, Dialogs(), views.append)
+    controller.enter()
+    params = controller.params
+    assert controller.card().path == adaptive_phantom and params.ensemble == "adaptive"
+    params.members, params.steps = 4, 3
+    assert views[-1].quality_hint.endswith("12 network passes per slice near the tumour; adaptive ensemble: "
+                                           "3 (the first member only) away from it.")
+    controller.apply_clicked()
+    assert _engine_ensemble(controller) == "adaptive"
+    run_to_end(controller)
+    segmentation = params.outputSegmentation
+    assert segmentation.GetAttribute("DiffSeg.Ensemble") == "adaptive"
+
+    params.restrictSlices, params.sliceStart, params.sliceStop = True, 2, 5
+    controller.rerun_clicked()
+    assert _engine_ensemble(controller) == "full" and controller.handle.request.members == params.rerunMembers
+    run_to_end(controller)
+    assert segmentation.GetAttribute("DiffSeg.LastRefinement").startswith(f"slices 2:5 with {params.rerunMembers} "
+                                                                          "members (full)")
+    assert segmentation.GetAttribute("DiffSeg.Ensemble") == "adaptive"  # the run's own setting is kept
+
+    controller.model_chosen(str(stub.card.path))  # a card without the key: the engine's default
+    assert params.ensemble == "full" and views[-1].quality_hint.endswith("50 network passes per slice.")
+    controller.model_chosen(str(adaptive_phantom))
+    assert params.ensemble == "adaptive"
+    controller.cleanup()

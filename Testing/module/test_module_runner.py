@@ -77,12 +77,13 @@ def test_parse_line_recognises_every_event_and_ignores_other_lines():
 
 def test_segment_arguments_follow_the_engine_contract(tmp_path):
     args = segment_arguments("phantom", {"t2": tmp_path / "t2.nii.gz", "flair": tmp_path / "f.nii.gz"}, tmp_path / "out",
-                             members=3, sampler="ddim", steps=7, seed=11, device="cpu", slices=(4, 9))
+                             members=3, sampler="ddim", steps=7, seed=11, device="cpu", ensemble="adaptive",
+                             slices=(4, 9))
     assert args[:3] == ["segment", "--model", "phantom"]
     assert args[args.index("--flair") + 1].endswith("f.nii.gz") and "--t2" in args
     assert args.index("--flair") < args.index("--t2")  # canonical order
-    for flag, value in (("--members", "3"), ("--sampler", "ddim"), ("--steps", "7"), ("--seed", "11"),
-                        ("--device", "cpu"), ("--slices", "4:9"), ("--progress", "json")):
+    for flag, value in (("--members", "3"), ("--sampler", "ddim"), ("--steps", "7"), ("--ensemble", "adaptive"),
+                        ("--seed", "11"), ("--device", "cpu"), ("--slices", "4:9"), ("--progress", "json")):
         assert args[args.index(flag) + 1] == value
     assert "--overwrite" in args and "--t1" not in args
 

@@ -218,3 +218,21 @@ def test_minimum_slicer_version_follows_the_engines_python_requirement():
     stated = set(re.findall(r"Slicer ≥ (\d+\.\d+)", readme))
     assert stated == {dependencies.MIN_SLICER}, f"README states Slicer ≥ {sorted(stated)}"
     assert f"Slicer {dependencies.MIN_SLICER}" in dependencies.python_problem((3, 9, 10))
+
+
+def _engine_constant(relative: str, name: str):
+    """A literal module-level constant of an engine file, read with ast (no torch import)."""
+    tree = ast.parse((REPO / "DiffSegExtension" / relative).read_text())
+    return next(ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets))
+
+
+def test_module_inference_defaults_and_ensembles_are_the_engines():
+    """A card without ``inference_defaults`` runs with the same settings from the panel as from the CLI, and the
+    panel offers exactly the ``--ensemble`` choices the engine accepts."""
+    sys.path.insert(0, str(MODULE))
+    from DiffSegLib import logic, models
+
+    assert models.DEFAULT_INFERENCE == _engine_constant("model_card.py", "DEFAULT_INFERENCE")
+    assert logic.ENSEMBLES == _engine_constant("inference/segment.py", "ENSEMBLES")
+    assert "Choice(list(ENSEMBLES))" in _parameters()["ensemble"]
