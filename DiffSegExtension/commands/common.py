@@ -22,6 +22,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, ensemble: bool = Tru
     if ensemble:
         group.add_argument("--ensemble", choices=ENSEMBLES,
                            help="adaptive: every member only near the tumour member 0 finds (faster); full: everywhere")
+        group.add_argument("--screen-steps", type=int,
+                           help="adaptive: steps of a separate, cheaper screen that finds the tumour (default: member 0)")
     group.add_argument("--eta", type=float, default=None, help="DDIM noise level η (0 = deterministic)")
     group.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -52,7 +54,9 @@ def sampling_options(args: argparse.Namespace, model: LoadedModel, slice_range=N
     return SegmentOptions(members=args.members or defaults["members"], sampler=sampler,
                           steps=args.steps or defaults["steps"], seed=args.seed, device=args.device,
                           slice_range=slice_range, batch_size=args.batch_size, sampler_options=extra,
-                          ensemble=getattr(args, "ensemble", None) or defaults["ensemble"])
+                          ensemble=getattr(args, "ensemble", None) or defaults["ensemble"],
+                          screen_steps=(args.screen_steps if getattr(args, "screen_steps", None) is not None
+                                        else defaults.get("screen_steps")))
 
 
 def add_modality_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,8 @@ class SegmentOptions:
     """How to sample. ``slice_range`` is a half-open [a, b) range of the input's own voxel indices
     along its superior–inferior axis; ``batch_size`` counts (slice, member) items per network pass.
     ``ensemble``: ``full`` samples every member on every slice, ``adaptive`` only near the tumour that
-    member 0 finds (:mod:`~DiffSegExtension.inference.adaptive`)."""
+    member 0 finds (:mod:`~DiffSegExtension.inference.adaptive`), or a separate screen of ``screen_steps``
+    sampler steps finds."""
 
     members: int = 5
     sampler: str = "dpmpp"
@@ -42,11 +43,14 @@ class SegmentOptions:
     batch_size: int | None = None
     sampler_options: dict = field(default_factory=dict)
     ensemble: str = "full"
+    screen_steps: int | None = None
 
     def check(self, num_timesteps: int) -> None:
         if self.members < 1:
             raise DiffSegInputError(f"--members must be at least 1, got {self.members}")
         make_sampler(self.sampler, NoiseSchedule.from_config(_unit_diffusion(num_timesteps)), self.steps)
+        if self.screen_steps is not None and self.screen_steps < 1:
+            raise DiffSegInputError(f"--screen-steps must be at least 1, got {self.screen_steps}")
         if self.ensemble not in ENSEMBLES:
             raise DiffSegInputError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got '{self.ensemble}'")
         if self.slice_range is not None and self.slice_range[0] >= self.slice_range[1]:
@@ -157,13 +161,14 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
         crop = model.card.get("training", {}).get("options", {}).get("crop")  # windows no smaller than it learnt on
         members, work = sample_adaptive(network, schedule, condition, prepared.brain, prepared.source_slices,
                                         size_multiple=net.size_multiple, on_plan=progress.retotal,
-                                        settings=AdaptiveSettings(min_window=crop or max(height, width)), **common)
+                                        settings=AdaptiveSettings(min_window=crop or max(height, width),
+                                                                  screen_steps=options.screen_steps), **common)
         passes = progress.total
     else:
         members = sample_ensemble(network, schedule, condition, prepared.source_slices, **common)
     progress.close()
     seg = segmentation_from_members(prepared, members, options, passes, net.regions)
-    seg.passes_per_slice = (work.full_slice_passes(options.members, options.steps) / count if work
+    seg.passes_per_slice = (work.full_slice_passes(options.steps) / count if work
                             else float(options.members * options.steps))
     seg.adaptive = work
     seg.seconds = time.perf_counter() - started

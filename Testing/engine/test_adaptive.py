@@ -54,6 +54,7 @@ def phantom_slices(tmp_path_factory):
 
 
 def _run(model, prepared, condition, settings, members=4):
+    """(full ensemble, adaptive ensemble, its work): dpmpp 3 steps, ``members`` members."""
     common = dict(members=members, sampler="dpmpp", steps=3, seed=3, batch_size=16)
     schedule = NoiseSchedule.from_config(model.config.diffusion)
     full = sample_ensemble(model.network, schedule, condition, prepared.source_slices, **common)
@@ -72,7 +73,20 @@ def test_with_whole_slice_windows_the_candidates_equal_the_full_ensemble(phantom
     others = [s for s in range(len(prepared)) if s not in work.windows]
     assert torch.equal(adaptive[0], full[0]), "member 0 is the full ensemble's member 0"
     assert not (adaptive[:, others].bool() & prepared.brain[others][None, :, None]).any()
-    assert work.full_slice_passes(4, 3) == 3 * (len(prepared) + 3 * work.candidates)
+    assert work.full_slice_passes(3) == 3 * (len(prepared) + 3 * work.candidates)
+
+
+def test_a_separate_cheaper_screen_only_chooses_where_every_member_is_sampled(phantom_slices, one_torch_thread):
+    model, prepared, condition = phantom_slices
+    full, adaptive, work = _run(model, prepared, condition, AdaptiveSettings(slice_margin=1, min_window=10_000,
+                                                                             screen_steps=1))
+    assert work.screen_steps == 1 and work.windowed_members == 4
+    assert 0 < work.candidates < len(prepared)
+    chosen = sorted(work.windows)
+    assert torch.equal(adaptive[:, chosen], full[:, chosen]), "every member, 0 too, is sampled on the candidates"
+    others = [s for s in range(len(prepared)) if s not in work.windows]
+    assert not adaptive[:, others].any()
+    assert work.full_slice_passes(3) == len(prepared) + 3 * 4 * work.candidates
 
 
 def test_small_windows_sample_each_candidate_inside_its_own_window(phantom_slices, one_torch_thread):
