@@ -7,6 +7,7 @@ the plumbing (geometry, files, scene, cancel, memory), not the model's quality.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import slicer
 from conftest import ijk_to_ras, write_case
 
-from DiffSegLib import geometry, regions, results, review
+from DiffSegLib import geometry, refinerecord, regions, results, review
 from DiffSegLib.logic import DiffSegCancelled, DiffSegLogic, RunRequest
 from DiffSegLib.models import read_model_card
 
@@ -120,6 +121,27 @@ def test_slice_range_run_and_rerun_merge_with_the_engine(harness, engine_model, 
     assert np.array_equal(after[~inside], np.moveaxis(before, 2 - axis, 0)[~inside])
     assert np.all(engine[~inside] == 0)  # the engine leaves slices outside --slices at 0
     assert list(temp_root.iterdir()) == []
+
+
+def test_console_run_takes_the_cards_adaptive_ensemble_and_rerun_here_the_full_one(harness, scene_case,
+                                                                                   adaptive_phantom, tmp_path):
+    """A card whose default is ``adaptive``: the console run's engine sampled adaptively (its summary says so) and the
+    result records it; Re-run here on that result samples the full ensemble."""
+    volumes, logic, temp_root, _ = scene_case
+    seg, _ = logic.segment(**volumes, model=str(adaptive_phantom), members=2, steps=3, device="cpu")
+    summary = json.loads((refinerecord.record_of(seg) / refinerecord.SUMMARY).read_text())
+    assert summary["options"]["ensemble"] == "adaptive" and summary["options"]["members"] == 2
+    assert seg.GetAttribute("DiffSeg.Ensemble") == "adaptive"
+    reference = volumes[read_model_card(adaptive_phantom).reference_modality]
+    middle = geometry.dimensions(reference)[geometry.slice_axis(reference)] // 2
+    request = logic.rerun_request(seg, slices=(middle - 1, middle + 1), members=3, steps=3, device="cpu")
+    request.keep_engine_outputs = tmp_path / "rerun"
+    logic.run(request)
+    options = json.loads((tmp_path / "rerun" / "summary.json").read_text())["options"]
+    assert options["ensemble"] == "full" and options["members"] == 3
+    assert seg.GetAttribute("DiffSeg.LastRefinement").startswith(f"slices {middle - 1}:{middle + 1} with 3 members "
+                                                                 "(full)")
+    assert seg.GetAttribute("DiffSeg.Ensemble") == "adaptive" and list(temp_root.iterdir()) == []
 
 
 def test_cancel_mid_run_leaves_no_node_and_no_temporary_file(harness, engine_model, scene_case):

@@ -231,7 +231,8 @@ def test_console_ensemble_defaults_to_the_cards_and_can_be_overridden(harness, s
     logic = stub.logic()
     seg, _ = logic.segment(**volumes, model=str(adaptive_phantom), members=3, steps=2)
     assert seg.GetAttribute("DiffSeg.Ensemble") == "adaptive"
-    seg, _ = logic.segment(**volumes, model=str(adaptive_phantom), members=3, steps=2, ensemble="full", new_outputs=True)
+    seg, _ = logic.segment(**volumes, model=str(adaptive_phantom), members=3, steps=2, ensemble="full",
+                           new_outputs=True)
     assert seg.GetAttribute("DiffSeg.Ensemble") == "full"
     with pytest.raises(DiffSegInputError, match="Unknown ensemble 'some'"):
         logic.segment(**volumes, model=str(adaptive_phantom), ensemble="some")
