@@ -107,6 +107,8 @@ def test_scripted_session(session):
     combo.setCurrentIndex(index)
     combo.activated[int].emit(index)
     assert controller.card().name == "phantom" and ui.membersSpinBox.value() == 5 and ui.stepsSpinBox.value() == 10
+    assert ui.ensembleComboBox.currentText() == controller.card().default("ensemble")
+    assert [ui.ensembleComboBox.itemText(i) for i in range(ui.ensembleComboBox.count())] == ["adaptive", "full"]
     for modality, node in volumes.items():
         assert getattr(ui, f"{modality}VolumeSelector").currentNode().GetID() == node.GetID()
     assert ui.t1Label.text() == "T1 (reference):" and ui.applyButton.isEnabled()
@@ -125,7 +127,12 @@ def test_scripted_session(session):
     ui.samplerComboBox.setCurrentText("ddim")
     ui.membersSpinBox.setValue(4)
     ui.stepsSpinBox.setValue(200)
+    ui.ensembleComboBox.setCurrentText("adaptive")
     assert (controller.params.sampler, controller.params.members, controller.params.steps) == ("ddim", 4, 200)
+    assert controller.params.ensemble == "adaptive"
+    assert ui.qualityHintLabel.text().endswith("= 800 network passes per slice near the tumour; adaptive ensemble: "
+                                               "200 (the first member only) away from it.")
+    ui.ensembleComboBox.setCurrentText("full")
     assert ui.qualityHintLabel.text().endswith("4 members x 200 steps = 800 network passes per slice.")
 
     # Apply, progress, Cancel: the scene is untouched.
@@ -156,6 +163,7 @@ def test_scripted_session(session):
     assert first is not None and ui.outputSegmentationSelector.currentNode().GetID() == first.GetID()
     assert ui.statusLabel.text().startswith("Done in ") and ui.rerunButton.isEnabled()
     assert ui.uncertainSlicesListWidget.count() > 0 and ui.thresholdSliderWidget.value() == 0.5
+    assert first.GetAttribute("DiffSeg.Ensemble") == "full"
 
     # Threshold: slider → parameter → (after it settles) the segment.
     ui.thresholdSliderWidget.setValue(0.3)
@@ -178,7 +186,7 @@ def test_scripted_session(session):
     ui.rerunMembersSpinBox.setValue(3)
     ui.rerunButton.click()
     wait_until(lambda: controller.handle is None)
-    assert first.GetAttribute("DiffSeg.LastRefinement").startswith("slices 10:13 with 3 members")
+    assert first.GetAttribute("DiffSeg.LastRefinement").startswith("slices 10:13 with 3 members (full)")
     assert ui.statusLabel.text() == panelview.done_status(first.GetAttribute("DiffSeg.Seconds"))
     ui.restrictSlicesCheckBox.setChecked(False)
 
@@ -240,13 +248,13 @@ def test_scripted_session(session):
         widget.exit()
         assert controller.params.bound_widgets == 0
         widget.enter()
-        assert controller.params.bound_widgets == 17
+        assert controller.params.bound_widgets == 18
     assert ui.samplerComboBox.currentText() == "ddim" and controller.params.sampler == "ddim"
 
     # Close the scene: a fresh parameter node, bound at once since the panel is shown.
     harness.scene.Clear(0)
     assert controller.params is not None and controller.params.outputSegmentation is None
-    assert controller.params.bound_widgets == 17 and not ui.applyButton.isEnabled()
+    assert controller.params.bound_widgets == 18 and not ui.applyButton.isEnabled()
     assert ui.applyButton.toolTip().startswith("Select a volume for")
 
     # The self-test's steps, after the module was left (defect 5).
