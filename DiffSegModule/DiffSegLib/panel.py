@@ -37,8 +37,8 @@ GUI_BINDINGS = {
     "flairVolume": "flairVolumeSelector", "t1Volume": "t1VolumeSelector", "t1ceVolume": "t1ceVolumeSelector",
     "t2Volume": "t2VolumeSelector", "members": "membersSpinBox", "sampler": "samplerComboBox",
     "steps": "stepsSpinBox", "ensemble": "ensembleComboBox", "device": "deviceComboBox", "seed": "seedSpinBox",
-    "roi": "roiSelector",
-    "restrictSlices": "restrictSlicesCheckBox", "sliceStart": "sliceStartSpinBox", "sliceStop": "sliceStopSpinBox",
+    "roi": "roiSelector", "restrictSlices": "restrictSlicesCheckBox", "sliceStart": "sliceStartSpinBox",
+    "sliceStop": "sliceStopSpinBox",
     "outputSegmentation": "outputSegmentationSelector", "threshold": "thresholdSliderWidget",
     "rerunMembers": "rerunMembersSpinBox", "refineUseEdits": "refineUseEditsCheckBox",
 }
@@ -231,7 +231,8 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
         volumes = {m: getattr(params, MODALITY_PARAMETERS[m]) for m in card.modalities}
         slices = (params.sliceStart, params.sliceStop) if params.restrictSlices and params.roi is None else None
         return RunRequest(card, volumes, members=params.members, steps=params.steps, sampler=params.sampler,
-                          ensemble=params.ensemble, seed=params.seed, device=params.device, slices=slices, roi=params.roi)
+                          ensemble=params.ensemble, seed=params.seed, device=params.device, slices=slices,
+                          roi=params.roi)
 
     def problems(self, request: RunRequest | None) -> list[str]:
         """Why Apply cannot run (first one = its tooltip)."""
