@@ -1,11 +1,16 @@
-"""Speed and memory benchmark: presets, the seed's recipe vs ours, and a whole real volume.
+"""Speed and memory benchmark: presets, the seed's recipe vs ours, recipes side by side, a whole real volume.
 
-    python benchmarks/bench_speed.py [--repeats 3] [--model brats-flair [brats-regions ...]] [--case DIR] [--json out.json]
+    python benchmarks/bench_speed.py [--repeats 3] [--model brats-flair [brats-regions ...]] [--case DIR]
+        [--recipes full,10,5 adaptive,5,5] [--quality-data ../shared/data/...] [--json out.json]
 
-Prints three tables and the ratios against the targets of issue #2. With several ``--model``s, the
-whole volume is segmented by each in turn (interleaved repeats) and their times are compared in one run. Every time is the median of
-repeated runs on this machine; the seed's 1000-step × 5-member cost per slice is extrapolated
-from measured passes (running it takes hours).
+Prints the tables and the ratios against the targets of issues #2 and #11. Each recipe
+(``ensemble,steps,members``; the first is the reference, today's ``full,10,5``) segments the whole
+volume in a child process (wall time with start-up and writing, that process's own peak RSS), an ROI of
+30 slices, and is scored on the model card's validation subjects (Dice per region, uncertainty AUROC,
+QU-BraTS score). ``diffseg refine`` is timed for one click on the last recipe's result. With several
+``--model``s, the whole volume is segmented by each in turn and their times are compared. Every time is
+the median of repeated runs on this machine (repeats interleaved, so a slower phase hits every variant
+alike); the seed's 1000-step × 5-member cost per slice is extrapolated from measured passes.
 """
 
 from __future__ import annotations
@@ -14,23 +19,31 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import torch
 
 from DiffSegExtension.config import preset
-from DiffSegExtension.model_card import resolve_model
+from DiffSegExtension.data.loading import load_case
+from DiffSegExtension.data.modalities import list_cases
+from DiffSegExtension.evaluation.evaluate import evaluate_cases
+from DiffSegExtension.inference.segment import SegmentOptions
+from DiffSegExtension.model_card import load_model, resolve_model
 from DiffSegExtension.network import DenoisingUNet, count_flops, count_parameters
 
 REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_CASE = REPO.parent / "shared" / "data" / "brats2018_flair_t1" / "Brats18_CBICA_AAB_1"
+DEFAULT_QUALITY_DATA = [REPO.parent / "shared" / "data" / "brats2018_flair_t1",
+                        REPO.parent / "shared" / "data" / "brats2015_flair_t1ce"]
 REFERENCE_PASS_S = 7.2  # the seed UNet's pass on this machine type (DESIGN.md §4, noisier run)
 
 
@@ -59,38 +72,123 @@ def bench_presets(repeats: int) -> list[dict]:
     return rows
 
 
-def segment_volume(model: str, case: Path, members: int, steps: int, sampler: str) -> dict:
-    """One `diffseg segment` in a child process: wall time, peak RSS and its summary."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        cmd = [sys.executable, "-m", "DiffSegExtension", "segment", "--model", model, "--input", str(case),
-               "--out", str(out), "--members", str(members), "--steps", str(steps), "--sampler", sampler,
-               "--progress", "none"]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+@dataclass(frozen=True)
+class Recipe:
+    """How to sample: ``ensemble`` (full / adaptive), sampler ``steps`` and ``members`` (dpmpp), and an
+    adaptive ensemble's ``screen_steps`` (``None``: member 0 screens)."""
+
+    ensemble: str
+    steps: int
+    members: int
+    screen_steps: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Recipe":
+        """``ensemble,steps,members[,screen_steps]``."""
+        ensemble, steps, members, *screen = text.split(",")
+        return cls(ensemble, int(steps), int(members), int(screen[0]) if screen else None)
+
+    def args(self) -> list[str]:
+        return ["--ensemble", self.ensemble, "--steps", str(self.steps), "--members", str(self.members),
+                "--sampler", "dpmpp", *(["--screen-steps", str(self.screen_steps)] if self.screen_steps else [])]
+
+    def options(self) -> SegmentOptions:
+        return SegmentOptions(members=self.members, steps=self.steps, ensemble=self.ensemble,
+                              screen_steps=self.screen_steps)
+
+    def __str__(self) -> str:
+        screen = f", screen {self.screen_steps} steps" if self.screen_steps else ""
+        return f"{self.ensemble} {self.steps} × {self.members}{screen}"
+
+
+REFERENCE_RECIPE = Recipe("full", 10, 5)  # the default before issue #11
+
+
+# The child reports its own peak RSS (VmHWM, Linux): a forked child's rusage would include this process's.
+_CHILD = ("import sys; from pathlib import Path; from DiffSegExtension.cli import main; code = main(sys.argv[2:]); "
+          "Path(sys.argv[1]).write_text(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]); "
+          "sys.exit(code)")
+
+
+def run_child(args: list[str]) -> tuple[float, float]:
+    """``diffseg ARGS`` in a child process → (wall seconds, the child's peak RSS in GiB)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.NamedTemporaryFile() as peak:
         start = time.perf_counter()
-        code = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", _CHILD, peak.name, *args, "--progress", "none"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - start
-        if code.returncode:
-            raise RuntimeError(code.stderr[-2000:])
-        summary = json.loads((out / "summary.json").read_text())
-    return {"wall_s": wall, "engine_s": summary["seconds"], "slices": summary["slices_sampled"]}
+        if done.returncode:
+            raise RuntimeError(done.stderr[-2000:])
+        return wall, int(Path(peak.name).read_text()) / 1024**2  # KiB → GiB
 
 
-def peak_child_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB → GiB (Linux)
+def segment_volume(model: str, case: Path, recipe: Recipe, out: Path, slices: str | None = None) -> dict:
+    """One `diffseg segment` into ``out`` (replaced): wall time, peak RSS and its summary."""
+    wall, rss = run_child(["segment", "--model", model, "--input", str(case), "--out", str(out), "--overwrite",
+                           *recipe.args(), *(["--slices", slices] if slices else [])])
+    summary = json.loads((out / "summary.json").read_text())
+    return {"wall_s": wall, "rss_gib": rss, "engine_s": summary["seconds"], "slices": summary["slices_sampled"],
+            "passes_per_slice": summary["passes_per_slice"]}
+
+
+def tumour_click(result: Path) -> tuple[str, str]:
+    """An include click (RAS mm) at the centre of the result's tumour, and a 30-slice range around it."""
+    image = nib.load(result / "segmentation.nii.gz")
+    voxels = np.argwhere(np.asarray(image.dataobj) > 0)
+    centre = voxels[np.argmin(((voxels - voxels.mean(0)) ** 2).sum(1))]  # a tumour voxel near the centroid
+    ras = nib.affines.apply_affine(image.affine, centre)
+    axis = json.loads((result / "summary.json").read_text())["slice_axis"]
+    first = max(0, int(centre[axis]) - 15)
+    return ",".join(f"{v:.1f}" for v in ras), f"{first}:{first + 30}"
+
+
+def refine_once(model: str, case: Path, previous: Path, click: str, out: Path) -> float:
+    """Wall seconds of one `diffseg refine` with an include click (the previous run's settings)."""
+    wall, _ = run_child(["refine", "--model", model, "--input", str(case), "--previous", str(previous),
+                         f"--include={click}", "--out", str(out), "--overwrite"])
+    return wall
+
+
+def quality(model_name: str, recipes: list[Recipe], data: list[Path], names: list[str] | None) -> dict[Recipe, dict]:
+    """Mean Dice / AUROC / QU-BraTS score per region of each recipe on the cases ``names`` (default: the model
+    card's validation subjects)."""
+    model = load_model(model_name)
+    wanted = set(names or model.card.get("data", {}).get("validation", []))
+    cases = [load_case(c, model.modalities, with_label=True, optional=model.optional_modalities)
+             for root in data for c in list_cases(root) if c.name in wanted]
+    if not cases:
+        print(f"\n(no quality table: none of the cases {', '.join(sorted(wanted))} is under the --quality-data roots)")
+        return {}
+    results = {}
+    for recipe in recipes:
+        rows, _ = evaluate_cases(model, cases, recipe.options())
+        results[recipe] = {"cases": sorted({r["case"] for r in rows}), "regions": {
+            region: {key: statistics.mean(r[key] for r in rows if r["region"] == region)
+                     for key in ("dice", "auroc_uncertainty_error", "qu_score", "passes_per_slice", "seconds")}
+            for region in dict.fromkeys(r["region"] for r in rows)}}
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", nargs="+", default=["brats-flair"],
-                        help="model(s) for the whole-volume run; the first is the one the recipe table uses")
+                        help="model(s) for the whole-volume run; the first is the one the recipe tables use")
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
-    parser.add_argument("--members", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--sampler", default="dpmpp")
+    parser.add_argument("--recipes", nargs="+", type=Recipe.parse, default=None,
+                        help="ensemble,steps,members[,screen_steps] (default: full,10,5 = the default before issue #11, and "
+                             "the model card's default)")
+    parser.add_argument("--quality-data", type=Path, nargs="*", default=DEFAULT_QUALITY_DATA,
+                        help="roots holding the quality cases (none: skip the quality table)")
+    parser.add_argument("--quality-cases", nargs="+", help="case names (default: the model card's validation subjects)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
+    first_model = load_model(args.model[0])
+    defaults = first_model.inference_defaults
+    card_default = Recipe(defaults["ensemble"], defaults["steps"], defaults["members"], defaults.get("screen_steps"))
+    recipes = args.recipes or list(dict.fromkeys([REFERENCE_RECIPE, card_default]))
+    reference, default = recipes[0], recipes[-1]
 
     print(f"# DiffSeg speed benchmark — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -101,55 +199,97 @@ def main() -> None:
         print(f"| {r['preset']} | {r['parameters_M']:.2f} M | {r['gflop_per_pass_224']:.1f} | {r['s_per_pass_b1']:.3f} "
               f"(of {r['repeats']}) |")
 
-    model_dirs = [str(resolve_model(name)) for name in args.model]
-    runs_by_model: dict[str, list[dict]] = {name: [] for name in args.model}
-    for _ in range(args.repeats):  # interleaved, so a slower phase of the machine hits every model alike
-        for name, folder in zip(args.model, model_dirs):
-            runs_by_model[name].append(segment_volume(folder, args.case, args.members, args.steps, args.sampler))
-    runs = runs_by_model[args.model[0]]
-    rss = peak_child_rss_gib()
-    wall = statistics.median(r["wall_s"] for r in runs)
-    engine = statistics.median(r["engine_s"] for r in runs)
-    slices = runs[0]["slices"]
+    model_dir = str(resolve_model(args.model[0]))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        runs: dict[Recipe, list[dict]] = {r: [] for r in recipes}
+        rois: dict[Recipe, list[dict]] = {r: [] for r in recipes}
+        refines: list[float] = []
+        for _ in range(args.repeats):  # interleaved
+            for recipe in recipes:
+                runs[recipe].append(segment_volume(model_dir, args.case, recipe, tmp / "volume"))
+                if recipe == default:
+                    click, roi = tumour_click(tmp / "volume")
+                    refines.append(refine_once(model_dir, args.case, tmp / "volume", click, tmp / "refined"))
+            for recipe in recipes:
+                rois[recipe].append(segment_volume(model_dir, args.case, recipe, tmp / "roi", slices=roi))
+        other_models = {name: [segment_volume(str(resolve_model(name)), args.case, default, tmp / name)
+                               for _ in range(args.repeats)] for name in args.model[1:]}
+
+    med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
+    slices = runs[reference][0]["slices"]
     paper_pass = presets[0]["s_per_pass_b1"]
     seed_passes = 1000 * 5
     seed_slice_s = seed_passes * paper_pass
-    ours_passes = args.members * args.steps
-    ours_slice_s = engine / slices
+    ours_slice_s = med(runs[default], "engine_s") / slices
 
     print("\n| recipe | network passes / slice | seconds / slice |")
     print("|---|---|---|")
     print(f"| seed: paper UNet, DDPM 1000 × 5 members, one member per pass | {seed_passes} | "
           f"{seed_slice_s:.0f} (= {seed_passes} × {paper_pass:.2f} s, extrapolated) |")
-    print(f"| ours: small UNet, {args.sampler} {args.steps} × {args.members} members, batched | {ours_passes} | "
+    print(f"| ours: small UNet, {default}, batched | {med(runs[default], 'passes_per_slice'):.1f} | "
           f"{ours_slice_s:.2f} (measured over {slices} brain slices) |")
 
-    print(f"\n| whole volume ({args.case.name}, {slices} brain slices) | median of {args.repeats} |")
-    print("|---|---|")
-    print(f"| wall time incl. start-up and writing | {wall:.1f} s |")
-    print(f"| engine time (prepare + sample + restore) | {engine:.1f} s |")
-    print(f"| peak RSS of the child process | {rss:.2f} GiB |")
+    print(f"\n| recipe ({args.model[0]}, {args.case.name}, {slices} brain slices; median of {args.repeats}) | "
+          "full-slice passes / slice | wall s (start-up, writing incl.) | engine s | peak RSS GiB | "
+          "ROI 30 slices wall s | speed-up vs " + str(reference) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for recipe in recipes:
+        print(f"| {recipe} | {med(runs[recipe], 'passes_per_slice'):.1f} | {med(runs[recipe], 'wall_s'):.1f} | "
+              f"{med(runs[recipe], 'engine_s'):.1f} | {max(r['rss_gib'] for r in runs[recipe]):.2f} | "
+              f"{med(rois[recipe], 'wall_s'):.1f} | "
+              f"{med(runs[reference], 'wall_s') / med(runs[recipe], 'wall_s'):.2f}× |")
+    print(f"\n`diffseg refine`, one include click at the tumour's centre on the {default} result: "
+          f"{statistics.median(refines):.1f} s wall (median of {len(refines)}).")
 
-    if len(args.model) > 1:
-        print(f"\n| model ({args.case.name}, same settings) | wall s (median of {args.repeats}) | engine s | "
+    scores = quality(args.model[0], recipes, args.quality_data, args.quality_cases) if args.quality_data else {}
+    if scores:
+        print(f"\n| recipe (mean over {', '.join(scores[reference]['cases'])}) | region | Dice | "
+              f"uncertainty AUROC | QU-BraTS score | Δ Dice vs {reference} | Δ AUROC |")
+        print("|---|---|---|---|---|---|---|")
+        for recipe in recipes:
+            for region, m in scores[recipe]["regions"].items():
+                ref = scores[reference]["regions"][region]
+                print(f"| {recipe} | {region.upper()} | {m['dice']:.4f} | {m['auroc_uncertainty_error']:.4f} | "
+                      f"{m['qu_score']:.4f} | {m['dice'] - ref['dice']:+.4f} | "
+                      f"{m['auroc_uncertainty_error'] - ref['auroc_uncertainty_error']:+.4f} |")
+
+    if other_models:
+        print(f"\n| model ({args.case.name}, {default}) | wall s (median of {args.repeats}) | engine s | "
               f"vs {args.model[0]} |")
         print("|---|---|---|---|")
-        for name, model_runs in runs_by_model.items():
-            w = statistics.median(r["wall_s"] for r in model_runs)
-            e = statistics.median(r["engine_s"] for r in model_runs)
-            print(f"| {name} | {w:.1f} | {e:.1f} | {w / wall:.2f}× |")
+        for name, model_runs in {args.model[0]: runs[default], **other_models}.items():
+            print(f"| {name} | {med(model_runs, 'wall_s'):.1f} | {med(model_runs, 'engine_s'):.1f} | "
+                  f"{med(model_runs, 'wall_s') / med(runs[default], 'wall_s'):.2f}× |")
 
+    wall, rss = med(runs[default], "wall_s"), max(r["rss_gib"] for r in runs[default])
     print("\nRatios and targets")
-    print(f"- passes per slice: {ours_passes} (target ≤ 100): {'met' if ours_passes <= 100 else 'NOT met'}")
-    print(f"- whole volume: {wall / 60:.2f} min (target ≤ 5 min): {'met' if wall <= 300 else 'NOT met'}")
-    print(f"- peak RSS: {rss:.2f} GiB (target ≤ 4 GB = 3.73 GiB): {'met' if rss * 1024**3 <= 4e9 else 'NOT met'}")
-    print(f"- paper pass {paper_pass:.2f} s vs reference {REFERENCE_PASS_S} s: {REFERENCE_PASS_S / paper_pass:.2f}× "
-          f"({'met' if paper_pass <= REFERENCE_PASS_S else 'NOT met'})")
+    met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    print(f"- #2 passes per slice: {med(runs[default], 'passes_per_slice'):.1f} (target ≤ 100): "
+          f"{met(med(runs[default], 'passes_per_slice') <= 100)}")
+    print(f"- #2 paper pass {paper_pass:.2f} s vs reference {REFERENCE_PASS_S} s: {REFERENCE_PASS_S / paper_pass:.2f}× "
+          f"({met(paper_pass <= REFERENCE_PASS_S)})")
     print(f"- per slice, ours vs seed: {seed_slice_s / ours_slice_s:,.0f}× faster; per volume the seed needs "
           f"{seed_slice_s * slices / 86400:.1f} days")
+    print(f"- #11 {default} vs {reference}: {med(runs[reference], 'wall_s') / wall:.2f}× less wall time "
+          f"(target ≥ 4×): {met(med(runs[reference], 'wall_s') / wall >= 4)}")
+    print(f"- #11 whole volume {wall:.1f} s wall (target ≤ 30 s): {met(wall <= 30)}")
+    print(f"- #11 peak RSS {rss:.2f} GiB (target ≤ 2 GB = 1.86 GiB): {met(rss * 1024**3 <= 2e9)}")
+    print(f"- #11 ROI of 30 slices {med(rois[default], 'wall_s'):.1f} s (target ≤ 8 s): "
+          f"{met(med(rois[default], 'wall_s') <= 8)}")
+    print(f"- #10/#11 one refinement {statistics.median(refines):.1f} s (target ≤ 5 s): "
+          f"{met(statistics.median(refines) <= 5)}")
+    for region, m in (scores[default]["regions"].items() if scores else []):
+        ref = scores[reference]["regions"][region]
+        dd, da = m["dice"] - ref["dice"], m["auroc_uncertainty_error"] - ref["auroc_uncertainty_error"]
+        print(f"- #11 {region.upper()} Dice {dd:+.4f} (target within 0.005): {met(abs(dd) <= 0.005)}; "
+              f"AUROC {da:+.4f} (target within 0.01): {met(abs(da) <= 0.01)}")
     if args.json:
-        args.json.write_text(json.dumps({"presets": presets, "volume": runs_by_model, "peak_rss_gib": rss,
-                                         "seed_slice_s": seed_slice_s, "ours_slice_s": ours_slice_s}, indent=2))
+        args.json.write_text(json.dumps({
+            "presets": presets, "recipes": {str(r): {"volume": runs[r], "roi": rois[r],
+                                                     **({"quality": scores[r]} if scores else {})} for r in recipes},
+            "refine_wall_s": refines, "other_models": other_models, "seed_slice_s": seed_slice_s,
+            "ours_slice_s": ours_slice_s}, indent=2))
 
 
 if __name__ == "__main__":

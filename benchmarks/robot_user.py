@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     defaults = model.inference_defaults
     options = SegmentOptions(members=args.members or defaults["members"], steps=args.steps or defaults["steps"],
-                             sampler=args.sampler or defaults["sampler"], seed=args.seed, device="cpu")
+                             sampler=args.sampler or defaults["sampler"], seed=args.seed, device="cpu",
+                             ensemble=defaults["ensemble"], screen_steps=defaults.get("screen_steps"))
     regions = tuple(model.regions)
     results = {}
     for folder in select_cases(args.data, args.cases, model, args.max_cases):
