@@ -38,7 +38,8 @@ from .refinelogic import RefineMixin
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
-#: ``--ensemble``: ``adaptive`` samples members 1 … N − 1 only near the tumour member 0 finds; ``full`` everywhere.
+#: ``--ensemble``: ``adaptive`` samples the members only near the tumour a first screen (by default member 0) finds;
+#: ``full`` samples every member on every slice.
 ENSEMBLES = ("adaptive", "full")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -350,8 +351,8 @@ class DiffSegLogic(RefineMixin):
         """A "re-run here" request on the inputs of existing outputs; its result merges into them.
 
         Its ensemble is always ``full``, whatever the run's: the user asks for more members (by default twice the
-        run's) everywhere in the range, and an adaptive ensemble would sample members 1 … N − 1 only near the tumour
-        its first member finds, leaving the rest of the range to that one member."""
+        run's) everywhere in the range, and an adaptive ensemble would sample them only near the tumour its first
+        screen finds, leaving the rest of the range to that screen alone."""
         attr = lambda name: segmentation.GetAttribute(f"DiffSeg.{name}")  # noqa: E731
         volumes = {}
         for pair in (segmentation.GetAttribute(results.KEY_ATTRIBUTE) or "").split(";"):

@@ -93,7 +93,7 @@ def quality_hint(sampler: str, members: int, steps: int, ensemble: str = "full")
     """The sampler's hint and the work per slice; with the adaptive ensemble, fewer passes away from the tumour."""
     passes = f"{members} members x {steps} steps = {members * steps} network passes per slice"
     if ensemble == "adaptive":
-        passes += f" near the tumour; adaptive ensemble: {steps} (the first member only) away from it"
+        passes += " near the tumour; adaptive ensemble: fewer away from it, where only a first screening sample runs"
     return f"{SAMPLER_HINTS.get(sampler, '')} {passes}."
 
 

@@ -343,8 +343,9 @@ def test_the_cards_ensemble_reaches_apply_and_rerun_here_samples_every_member(ha
     params = controller.params
     assert controller.card().path == adaptive_phantom and params.ensemble == "adaptive"
     params.members, params.steps = 4, 3
-    assert views[-1].quality_hint.endswith("12 network passes per slice near the tumour; adaptive ensemble: "
-                                           "3 (the first member only) away from it.")
+    assert views[-1].quality_hint.endswith("4 members x 3 steps = 12 network passes per slice near the tumour; "
+                                           "adaptive ensemble: fewer away from it, where only a first screening "
+                                           "sample runs.")
     controller.apply_clicked()
     assert _engine_ensemble(controller) == "adaptive"
     run_to_end(controller)

@@ -131,7 +131,7 @@ def test_scripted_session(session):
     assert (controller.params.sampler, controller.params.members, controller.params.steps) == ("ddim", 4, 200)
     assert controller.params.ensemble == "adaptive"
     assert ui.qualityHintLabel.text().endswith("= 800 network passes per slice near the tumour; adaptive ensemble: "
-                                               "200 (the first member only) away from it.")
+                                               "fewer away from it, where only a first screening sample runs.")
     ui.ensembleComboBox.setCurrentText("full")
     assert ui.qualityHintLabel.text().endswith("4 members x 200 steps = 800 network passes per slice.")
 
