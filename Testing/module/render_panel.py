@@ -41,6 +41,7 @@ def _defaults() -> dict:
     values["model"] = cards[0].get("title", cards[0].get("name")) if cards else "Load from folder..."
     values["_use"] = cards[0].get("intended_use", "").split(". ")[0] if cards else "No DiffSeg model found."
     values["_modalities"] = cards[0].get("modalities", ["flair", "t1", "t1ce", "t2"]) if cards else ["flair"]
+    values.update(cards[0].get("inference_defaults", {}) if cards else {})  # the panel applies the card's defaults
     return values
 
 
@@ -64,7 +65,7 @@ class Painter:
 
     def row(self, label: str | None, widget: ET.Element | None, full: bool = False) -> None:
         self.items.append(("row", self.y, (label, widget, full)))
-        height = 110 if widget is not None and widget.get("class") == "QListWidget" else ROW
+        height = 110 if isinstance(widget, ET.Element) and widget.get("class") == "QListWidget" else ROW
         self.y += height + 4
 
     def walk(self, element: ET.Element, hidden: set[str]) -> None:
@@ -100,6 +101,9 @@ class Painter:
             label, field = cell.get("0"), cell.get("1")
             if field is not None and field.get("name") in hidden:
                 continue
+            if label is not None and label.get("class") != "QLabel":  # two widgets side by side
+                self.row(None, (label, field), full=True)
+                continue
             self.row(_prop(label, "text") if label is not None else None, field)
 
     def draw(self, path: Path) -> None:
@@ -116,7 +120,11 @@ class Painter:
             x0 = PAD + 8 if full else PAD + LABEL_W
             if label:
                 d.text((PAD + 8, y + 8), label, fill=TEXT, font=normal)
-            if widget is not None:
+            if isinstance(widget, tuple):
+                middle = (x0 + WIDTH - PAD - 8) // 2
+                self._widget(d, widget[0], x0, y, middle - 4, normal)
+                self._widget(d, widget[1], middle + 4, y, WIDTH - PAD - 8, normal)
+            elif widget is not None:
                 self._widget(d, widget, x0, y, WIDTH - PAD - 8, normal)
         image.save(path)
 
@@ -162,13 +170,16 @@ class Painter:
         elif cls == "QLabel":
             text = v["_use"] if name == "modelInfoLabel" else _TEXT.get(name, _prop(widget, "text") or "")
             d.text((x0, y + 8), text[:70], fill=DIM, font=font)
+        elif cls == "QCheckBox":
+            d.rectangle([x0, y + 8, x0 + 14, y + 22], fill=PANEL, outline=LINE)
+            d.text((x0 + 20, y + 8), (_prop(widget, "text") or "")[:60], fill=TEXT, font=font)
         elif cls == "QWidget":  # the slice-range row: checkbox + two spin boxes
             d.rectangle([x0, y + 8, x0 + 14, y + 22], fill=PANEL, outline=LINE)
             d.text((x0 + 20, y + 8), "from  [ 0 ]  to  [ 0 ]", fill=DIM, font=font)
 
 
 _TEXT = {"modelInfoLabel": "",
-         "qualityHintLabel": "DPM-Solver++ (default) ... 5 members x 10 steps = 50 passes per slice.",
+         "qualityHintLabel": "DPM-Solver++ (default) ... 5 x 5 = 25 passes per slice near the tumour",
          "statusLabel": "Sampling: step 6 of 10, about 40 s left"}
 
 
