@@ -1,6 +1,6 @@
 """Robot-user evaluation of clinician-guided refinement (the CVPR 2025 interactive 3D protocol).
 
-    python benchmarks/robot_user.py --model brats-flair --data DIR [--cases A B ...] --out DIR
+    python benchmarks/robot_user.py --model brats-flair --data DIR [DIR ...] [--cases A B ...] --out DIR
         [--clicks 5] [--members N] [--steps K] [--sampler S] [--seed 0] [--radius 3] [--sphere-radius MM]
 
 For each case with a label: the automatic run (``segment``), then up to ``--clicks`` clicks, each at the
@@ -140,14 +140,15 @@ def pad_curves(record: dict, clicks: int) -> None:
         values.extend([values[-1]] * (clicks + 1 - len(values)))
 
 
-def select_cases(data: Path, names: list[str] | None, model: LoadedModel, limit: int | None) -> list[Path]:
-    """``names`` under ``data``; by default the model card's validation cases found there, else every case."""
-    cases = list_cases(data)
+def select_cases(data: list[Path], names: list[str] | None, model: LoadedModel, limit: int | None) -> list[Path]:
+    """``names`` under the ``data`` roots; by default the model card's validation cases found there, else every case."""
+    cases = sorted((c for root in data for c in list_cases(root)), key=lambda c: c.name)
     wanted = names or [c for c in model.card.get("data", {}).get("validation", []) if any(p.name == c for p in cases)]
     if wanted:
         missing = sorted(set(wanted) - {p.name for p in cases})
         if missing:
-            raise SystemExit(f"robot_user: cases {missing} are not in {data}: give names of its case folders")
+            raise SystemExit(f"robot_user: cases {missing} are not under {', '.join(map(str, data))}: "
+                             "give names of case folders there")
         cases = [p for p in cases if p.name in wanted]
     return cases[:limit] if limit else cases
 
@@ -155,7 +156,7 @@ def select_cases(data: Path, names: list[str] | None, model: LoadedModel, limit:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="brats-flair")
-    parser.add_argument("--data", type=Path, required=True, help="a folder of labelled case folders")
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="folders of labelled case folders")
     parser.add_argument("--cases", nargs="+", help="case folder names (default: the model's validation cases)")
     parser.add_argument("--max-cases", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol = {"model": model.name, "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius,
                 "margin_slices": args.margin, "sphere_radius_mm": args.sphere_radius,
                 "options": {"members": options.members, "steps": options.steps, "sampler": options.sampler,
-                            "seed": options.seed}}
+                            "seed": options.seed, "ensemble": options.ensemble}}
     paths = write_report(args.out, protocol, results)
     print("\n".join(f"  {name:8s} {path}" for name, path in paths.items()))
     return 0

@@ -62,7 +62,8 @@ def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: li
     head = "| case | method | " + " | ".join(f"{n} click{'s' if n != 1 else ''}" for n in range(clicks + 1)) + " |"
     lines = [f"## Robot user: model '{protocol['model']}', {len(results)} cases",
              "",
-             f"{options['sampler']} {options['steps']} steps × {options['members']} members, seed {options['seed']}; "
+             f"{options.get('ensemble', 'full')} ensemble, {options['sampler']} {options['steps']} steps × "
+             f"{options['members']} members, seed {options['seed']}; "
              f"click ball {protocol['radius_mm']} mm, ± {protocol['margin_slices']} slices re-sampled; "
              f"comparison sphere {protocol['sphere_radius_mm']} mm. Whole-tumour Dice after each click:",
              "", head, "|" + "---|" * (clicks + 3)]
