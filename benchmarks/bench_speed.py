@@ -16,6 +16,7 @@ alike); the seed's 1000-step × 5-member cost per slice is extrapolated from mea
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -70,6 +71,22 @@ def bench_presets(repeats: int) -> list[dict]:
         rows.append({"preset": name, "parameters_M": count_parameters(net) / 1e6,
                      "gflop_per_pass_224": count_flops(net) / 1e9, "s_per_pass_b1": seconds, "repeats": reps})
     return rows
+
+
+def bench_memory_format(model_name: str, repeats: int) -> dict[str, float]:
+    """Milliseconds per (slice, member) item of the model's network at batch 32 on a 160×192 brain crop,
+    contiguous (what the engine runs) vs channels-last, measured alternately in this process."""
+    net = load_model(model_name).network.eval()
+    x, t = torch.randn(32, net.config.in_channels, 160, 192), torch.full((32,), 500)
+    variants = {"contiguous (NCHW)": (net, x),
+                "channels-last (NHWC)": (copy.deepcopy(net).to(memory_format=torch.channels_last),
+                                         x.contiguous(memory_format=torch.channels_last))}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    with torch.inference_mode():
+        for _ in range(repeats):
+            for name, (module, inputs) in variants.items():
+                times[name].append(median_time(lambda: module(inputs, t), 1) * 1000 / 32)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 @dataclass(frozen=True)
@@ -199,6 +216,12 @@ def main() -> None:
         print(f"| {r['preset']} | {r['parameters_M']:.2f} M | {r['gflop_per_pass_224']:.1f} | {r['s_per_pass_b1']:.3f} "
               f"(of {r['repeats']}) |")
 
+    formats = bench_memory_format(args.model[0], 3 * args.repeats)
+    print(f"\n| memory format ({args.model[0]}, batch 32 × 160×192) | ms per item (median of {3 * args.repeats}) |")
+    print("|---|---|")
+    for name, ms in formats.items():
+        print(f"| {name} | {ms:.2f} |")
+
     model_dir = str(resolve_model(args.model[0]))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -286,7 +309,7 @@ def main() -> None:
               f"AUROC {da:+.4f} (target within 0.01): {met(abs(da) <= 0.01)}")
     if args.json:
         args.json.write_text(json.dumps({
-            "presets": presets, "recipes": {str(r): {"volume": runs[r], "roi": rois[r],
+            "presets": presets, "memory_format_ms_per_item": formats, "recipes": {str(r): {"volume": runs[r], "roi": rois[r],
                                                      **({"quality": scores[r]} if scores else {})} for r in recipes},
             "refine_wall_s": refines, "other_models": other_models, "seed_slice_s": seed_slice_s,
             "ours_slice_s": ours_slice_s}, indent=2))
