@@ -53,7 +53,7 @@ def sample_masks(
         x = impose_known(x, known, sampler, len(sampler) - 1, generators)
     for k in reversed(range(len(sampler))):
         t = sampler.model_timestep(k, batch).to(condition.device)
-        output = model(torch.cat([condition, x], dim=1), t).float()
+        output = model(torch.cat([condition, x], dim=1).contiguous(memory_format=torch.channels_last), t).float()
         if sampler.schedule.prediction != "epsilon":
             index = torch.full((batch,), k, dtype=torch.long)
             eps = sampler.schedule.epsilon_from_prediction(output[:, :regions], x, index)

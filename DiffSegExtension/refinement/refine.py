@@ -22,8 +22,8 @@ from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
 from DiffSegExtension.inference.outputs import MAP_KINDS
 from DiffSegExtension.inference.progress import Progress
-from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size, resolve_device,
-                                                segmentation_from_members)
+from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size, inference_network,
+                                                resolve_device, segmentation_from_members)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
 from DiffSegExtension.refinement.guidance import Guidance
@@ -78,7 +78,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
                            f"{options.sampler} {options.steps} steps")
     present = torch.tensor(prepared.present).expand(count, -1)
     members = sample_ensemble(
-        model.network.to(device), NoiseSchedule.from_config(model.config.diffusion),
+        inference_network(model, device), NoiseSchedule.from_config(model.config.diffusion),
         condition_input(net, prepared.images, present), prepared.source_slices, members=options.members,
         sampler=options.sampler, steps=options.steps, seed=options.seed, batch_size=batch, device=device,
         on_step=progress.advance, sampler_options=options.sampler_options, regions=len(regions),
