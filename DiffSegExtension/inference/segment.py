@@ -152,9 +152,7 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     network = inference_network(model, device)
     count, _, height, width = prepared.images.shape
     batch = options.batch_size or default_batch_size(device, height, width)
-    passes = passes_needed(count, options.members, options.steps, batch)
-    if options.ensemble == "adaptive":  # at most: member 0 everywhere, then the rest everywhere (shrinks once planned)
-        passes = passes_needed(count, 1, options.steps, batch) + passes_needed(count, options.members - 1, options.steps, batch)
+    passes = passes_needed(count, options.members, options.steps, batch)  # an adaptive run corrects it once planned
     progress.start(passes, f"{case.name}: {count} slices × {options.members} members ({options.ensemble}), "
                            f"{options.sampler} {options.steps} steps")
     present = torch.tensor(prepared.present).expand(count, -1)
