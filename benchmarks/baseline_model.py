@@ -166,7 +166,8 @@ def segment_prepared(baseline: Baseline, prepared: PreparedVolume, passes: int, 
                         uncertainty=restore(variance), entropy=restore(entropy),
                         label_map=label_map_from_regions(mask, baseline.regions),
                         members=torch.empty((0, count, regions, height, width), dtype=torch.uint8),
-                        prepared=prepared, seconds=0.0, passes=math.ceil(count / batch) * passes, options=options)
+                        prepared=prepared, seconds=0.0, passes=math.ceil(count / batch) * passes, options=options,
+                        passes_per_slice=float(passes))
 
 
 def segment_baseline(baseline: Baseline, case: Case, passes: int, seed: int = 0, device: str = "auto") -> Segmentation:

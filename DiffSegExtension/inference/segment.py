@@ -86,7 +86,7 @@ class Segmentation:
     seconds: float
     passes: int
     options: SegmentOptions
-    passes_per_slice: float = 0.0
+    passes_per_slice: float
     adaptive: AdaptiveWork | None = None
 
     def summary(self, voxel_ml: float) -> dict:
@@ -172,9 +172,8 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
         members = sample_ensemble(network, schedule, condition, prepared.source_slices, **common)
     progress.close()
     seg = segmentation_from_members(prepared, members, options, passes, net.regions)
-    seg.passes_per_slice = (work.full_slice_passes(options.steps) / count if work
-                            else float(options.members * options.steps))
-    seg.adaptive = work
+    if work is not None:
+        seg.passes_per_slice, seg.adaptive = work.full_slice_passes(options.steps) / count, work
     seg.seconds = time.perf_counter() - started
     return seg
 
@@ -204,4 +203,5 @@ def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, o
         seconds=0.0,
         passes=passes,
         options=options,
+        passes_per_slice=float(options.members * options.steps),
     )
