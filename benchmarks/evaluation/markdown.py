@@ -74,7 +74,7 @@ def ensemble_size_table(size_rows: dict[int, list[dict]]) -> str:
     for k in sorted(size_rows):
         rows = size_rows[k]
         for region in regions_of(rows):
-            body.append([k, rows[0]["passes_per_slice"], region.upper(), *(region_mean(rows, region, key) for key in keys),
+            body.append([k, f"{rows[0]['passes_per_slice']:g}", region.upper(), *(region_mean(rows, region, key) for key in keys),
                          mean(r["seconds"] for r in rows if r["region"] == region)])
     return table(header, body)
 
