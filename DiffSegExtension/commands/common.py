@@ -23,7 +23,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, ensemble: bool = Tru
         group.add_argument("--ensemble", choices=ENSEMBLES,
                            help="adaptive: every member only near the tumour member 0 finds (faster); full: everywhere")
         group.add_argument("--screen-steps", type=int,
-                           help="adaptive: steps of a separate, cheaper screen that finds the tumour (default: member 0)")
+                           help="adaptive: steps of a separate, cheaper screen that finds the tumour "
+                                "(default: member 0 screens)")
     group.add_argument("--eta", type=float, default=None, help="DDIM noise level η (0 = deterministic)")
     group.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -120,7 +120,8 @@ class PreparedVolume:
         """The prepared slices ``indices`` (ascending positions into this volume) alone, same crop box."""
         keep = list(indices)
         pick = lambda t: None if t is None else t[keep]  # noqa: E731  (list indexing copies)
-        return replace(self, images=pick(self.images), brain=pick(self.brain), region_label=pick(self.region_label), source_slices=[self.source_slices[i] for i in keep],
+        return replace(self, images=pick(self.images), brain=pick(self.brain), region_label=pick(self.region_label),
+                       source_slices=[self.source_slices[i] for i in keep],
                        _canonical_slices=[self._canonical_slices[i] for i in keep])
 
 

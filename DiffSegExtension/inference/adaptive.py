@@ -14,9 +14,8 @@ tumour slice, all members agree. The adaptive ensemble spends the work where mem
    a multiple of the network's size multiple, inside the slice.
 3. **Members 1 … N − 1** (0 … N − 1 after a separate screen) are sampled on the candidate slices only,
    each inside its window (slices whose windows have the same size share batches); outside it they
-   are background. Elsewhere, where
-   the screen found nothing, every member is taken to agree with it (all background: probability 0,
-   uncertainty 0).
+   are background. Elsewhere, where the screen found nothing, every member is taken to agree with it
+   (all background: probability 0, uncertainty 0).
 
 The approximation is that tumour that the screen misses on a slice and on its neighbours, or that lies
 farther than ``pixel_margin`` from anything it found, would not reach a majority of members.
@@ -52,13 +51,15 @@ class AdaptiveSettings:
 class AdaptiveWork:
     """What an adaptive run sampled: the screen (``screen_steps`` steps) on ``slices`` full slices of
     ``full_size`` (H, W) pixels; ``windowed_members`` members on each candidate slice inside its window,
-    ``windows`` = {slice position: (top, bottom, left, right)}, half-open pixel bounds."""
+    ``windows`` = {slice position: (top, bottom, left, right)}, half-open pixel bounds; ``passes``:
+    the network passes (batched calls) all that took."""
 
     slices: int
     windows: dict[int, tuple[int, int, int, int]]
     full_size: tuple[int, int]
     screen_steps: int
     windowed_members: int
+    passes: int
 
     @property
     def candidates(self) -> int:
@@ -144,10 +145,14 @@ def sample_adaptive(
     for s, (top, bottom, left, right) in windows.items():
         groups.setdefault((bottom - top, right - left), []).append(s)
     windowed = members - first_windowed
+    passes = (passes_needed(count, 1, screen_steps, batch_size)
+              + sum(passes_needed(len(group), windowed, steps, batch_size) for group in groups.values()))
     if on_plan is not None:
-        on_plan(passes_needed(count, 1, screen_steps, batch_size)
-                + sum(passes_needed(len(group), windowed, steps, batch_size) for group in groups.values()))
-    out = torch.zeros(members, *first.shape, dtype=torch.uint8) if separate else first.expand(members, -1, -1, -1, -1).clone()
+        on_plan(passes)
+    if separate:
+        out = torch.zeros(members, *first.shape, dtype=torch.uint8)
+    else:
+        out = first.expand(members, -1, -1, -1, -1).clone()
     for group in groups.values():
         crops = torch.stack([condition[s, :, t:b, l:r] for s in group for t, b, l, r in [windows[s]]])
         sampled = sample_ensemble(network, schedule, crops, [slice_ids[s] for s in group], members=windowed,
@@ -156,4 +161,4 @@ def sample_adaptive(
             top, bottom, left, right = windows[s]
             out[first_windowed:, s] = 0
             out[first_windowed:, s, :, top:bottom, left:right] = sampled[:, k]
-    return out, AdaptiveWork(count, windows, (height, width), screen_steps, windowed)
+    return out, AdaptiveWork(count, windows, (height, width), screen_steps, windowed, passes)

@@ -159,7 +159,8 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     common = dict(members=options.members, sampler=options.sampler, steps=options.steps, seed=options.seed,
                   batch_size=batch, device=device, on_step=progress.advance, sampler_options=options.sampler_options,
                   regions=len(net.regions))
-    schedule, condition = NoiseSchedule.from_config(model.config.diffusion), condition_input(net, prepared.images, present)
+    schedule = NoiseSchedule.from_config(model.config.diffusion)
+    condition = condition_input(net, prepared.images, present)
     work = None
     if options.ensemble == "adaptive":
         crop = model.card.get("training", {}).get("options", {}).get("crop")  # windows no smaller than it learnt on
@@ -167,7 +168,7 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
                                         size_multiple=net.size_multiple, on_plan=progress.retotal,
                                         settings=AdaptiveSettings(min_window=crop or max(height, width),
                                                                   screen_steps=options.screen_steps), **common)
-        passes = progress.total
+        passes = work.passes
     else:
         members = sample_ensemble(network, schedule, condition, prepared.source_slices, **common)
     progress.close()
