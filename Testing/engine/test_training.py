@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 import subprocess
 import sys
 
@@ -110,7 +111,10 @@ def test_export_half_precision_gives_the_same_predictions(tmp_path, tiny_run):
 @pytest.mark.slow
 def test_two_process_ddp_training_on_cpu(tmp_path, phantom_cases):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    with socket.socket() as probe:  # a port free now, rather than a fixed one another run may still hold
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "DiffSegExtension", "train", "--data", str(phantom_cases), "--out", str(out), "--iterations", "3",
            "--checkpoint-every", "3", "--device", "cpu", *TRAIN_ARGS]
     done = subprocess.run(cmd, env=engine_env(), capture_output=True, text=True, timeout=300)
