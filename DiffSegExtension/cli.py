@@ -11,6 +11,7 @@ import json
 import sys
 
 from DiffSegExtension import __version__
+from DiffSegExtension.allocator import keep_freed_memory
 from DiffSegExtension.commands import demo, evaluate, export, models, refine, segment, train
 from DiffSegExtension.commands.common import apply_threads
 from DiffSegExtension.errors import DiffSegInputError
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     json_mode = getattr(args, "progress", None) == "json"
+    keep_freed_memory()  # ~20 % faster CPU passes (see allocator.py); this process is ours alone
     try:
         apply_threads(args)
         return int(args.handler(args) or 0)

@@ -75,7 +75,7 @@ def bench_presets(repeats: int) -> list[dict]:
 
 def bench_memory_format(model_name: str, repeats: int) -> dict[str, float]:
     """Milliseconds per (slice, member) item of the model's network at batch 32 on a 160×192 brain crop,
-    contiguous (what the engine runs) vs channels-last, measured alternately in this process."""
+    contiguous vs channels-last (what the engine runs), measured alternately in this process."""
     net = load_model(model_name).network.eval()
     x, t = torch.randn(32, net.config.in_channels, 160, 192), torch.full((32,), 500)
     variants = {"contiguous (NCHW)": (net, x),
@@ -87,6 +87,39 @@ def bench_memory_format(model_name: str, repeats: int) -> dict[str, float]:
             for name, (module, inputs) in variants.items():
                 times[name].append(median_time(lambda: module(inputs, t), 1) * 1000 / 32)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+# One network pass timed in a fresh process with glibc's malloc defaults or as the CLI tunes it.
+_ALLOCATOR_CHILD = """
+import resource, sys, time, torch
+from DiffSegExtension.allocator import keep_freed_memory
+from DiffSegExtension.model_card import load_model
+if sys.argv[2] == "tuned":
+    keep_freed_memory()
+net = load_model(sys.argv[1]).network.eval().to(memory_format=torch.channels_last)
+x = torch.randn(32, net.config.in_channels, 160, 192).contiguous(memory_format=torch.channels_last)
+t = torch.full((32,), 500)
+with torch.inference_mode():
+    net(x, t)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    net(x, t)
+    print((time.perf_counter() - start) * 1000 / 32, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+"""
+
+
+def bench_allocator(model_dir: str, repeats: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per item (batch 32 × 160×192, channels-last) and page faults per pass with glibc's
+    malloc defaults vs the CLI's tuning (``DiffSegExtension/allocator.py``), fresh processes alternately."""
+    rows: dict[str, list[tuple[float, float]]] = {"glibc defaults": [], "tuned (the CLI)": []}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(repeats):
+        for name, mode in zip(rows, ("default", "tuned")):
+            out = subprocess.run([sys.executable, "-c", _ALLOCATOR_CHILD, model_dir, mode], env=env,
+                                 capture_output=True, text=True, check=True).stdout.split()
+            rows[name].append((float(out[0]), float(out[1])))
+    return {name: {"ms_per_item": statistics.median(ms for ms, _ in values),
+                   "faults_per_pass": statistics.median(f for _, f in values)} for name, values in rows.items()}
 
 
 @dataclass(frozen=True)
@@ -223,6 +256,13 @@ def main() -> None:
         print(f"| {name} | {ms:.2f} |")
 
     model_dir = str(resolve_model(args.model[0]))
+    allocator = bench_allocator(model_dir, 3 * args.repeats)
+    print(f"\n| malloc ({args.model[0]}, batch 32 × 160×192, fresh process each) | ms per item (median of "
+          f"{3 * args.repeats}) | page faults per pass |")
+    print("|---|---|---|")
+    for name, row in allocator.items():
+        print(f"| {name} | {row['ms_per_item']:.2f} | {row['faults_per_pass']:,.0f} |")
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs: dict[Recipe, list[dict]] = {r: [] for r in recipes}
@@ -309,7 +349,7 @@ def main() -> None:
               f"AUROC {da:+.4f} (target: no loss over 0.01): {met(da >= -0.01)}")
     if args.json:
         args.json.write_text(json.dumps({
-            "presets": presets, "memory_format_ms_per_item": formats, "recipes": {str(r): {"volume": runs[r], "roi": rois[r],
+            "presets": presets, "memory_format_ms_per_item": formats, "allocator": allocator, "recipes": {str(r): {"volume": runs[r], "roi": rois[r],
                                                      **({"quality": scores[r]} if scores else {})} for r in recipes},
             "refine_wall_s": refines, "other_models": other_models, "seed_slice_s": seed_slice_s,
             "ours_slice_s": ours_slice_s}, indent=2))
