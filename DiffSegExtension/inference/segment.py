@@ -137,6 +137,12 @@ def default_batch_size(device: torch.device, height: int, width: int) -> int:
     return max(1, min(256, int(budget / per_item)))
 
 
+def min_window(model: LoadedModel, height: int, width: int) -> int:
+    """The smallest window (pixels a side) the network samples in: its training crop (it learnt on inputs of
+    that size), or the whole (H, W) slice when the card does not say."""
+    return model.card.get("training", {}).get("options", {}).get("crop") or max(height, width)
+
+
 def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progress: Progress | None = None) -> Segmentation:
     """Segment ``case`` (already loaded with the model's modalities) with an implicit ensemble."""
     progress = progress or Progress("none")
@@ -163,10 +169,9 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     condition = condition_input(net, prepared.images, present)
     work = None
     if options.ensemble == "adaptive":
-        crop = model.card.get("training", {}).get("options", {}).get("crop")  # windows no smaller than it learnt on
         members, work = sample_adaptive(network, schedule, condition, prepared.brain, prepared.source_slices,
                                         size_multiple=net.size_multiple, on_plan=progress.retotal,
-                                        settings=AdaptiveSettings(min_window=crop or max(height, width),
+                                        settings=AdaptiveSettings(min_window=min_window(model, height, width),
                                                                   screen_steps=options.screen_steps), **common)
         passes = work.passes
     else:

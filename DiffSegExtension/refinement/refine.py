@@ -2,8 +2,9 @@
 
 Known voxels enter every sampler step inpainting-style (see :func:`~DiffSegExtension.diffusion.sampling.sample_masks`),
 so any model works unchanged. Only the source slices (along the superior–inferior axis) that the new
-guidance touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance; every other slice
-keeps the previous maps bit for bit. On the input grid the known voxels are then pinned (probability 1 or 0,
+guidance touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a
+window around the previous result's tumour and the guidance (as the adaptive ensemble's windows: + 16 px,
+never smaller than the training crop); every other slice keeps the previous maps bit for bit. On the input grid the known voxels are then pinned (probability 1 or 0,
 uncertainty and entropy 0) and the label map is rebuilt from the merged probabilities.
 """
 
@@ -19,11 +20,12 @@ from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.inference.adaptive import AdaptiveSettings, tumour_window
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
 from DiffSegExtension.inference.outputs import MAP_KINDS
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size, inference_network,
-                                                resolve_device, segmentation_from_members)
+                                                min_window, resolve_device, segmentation_from_members)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
 from DiffSegExtension.refinement.guidance import Guidance
@@ -40,15 +42,18 @@ DEFAULT_MARGIN = 0
 @dataclass
 class Refinement:
     """A refined result: ``seg`` on the input grid (its ``prepared`` / ``members`` are the re-sampled slices),
-    ``guidance`` the accumulated guidance, ``resampled`` the re-sampled source slice indices (ascending)."""
+    ``guidance`` the accumulated guidance, ``resampled`` the re-sampled source slice indices (ascending),
+    ``window_fraction`` the sampled window's area over the prepared slice's."""
 
     seg: Segmentation
     guidance: Guidance
     resampled: list[int]
+    window_fraction: float
 
     def summary(self, new: Guidance) -> dict:
         """The ``refine`` entry of summary.json."""
         return {"refine": {"resampled_slices": self.resampled, "slice_axis": int(self.seg.prepared.frame.slice_axis),
+                           "window_fraction": round(self.window_fraction, 3),
                            "seconds": round(self.seg.seconds, 3), "new_guidance": new.to_json(),
                            "guidance": self.guidance.to_json()}}
 
@@ -72,17 +77,24 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     prepared = _touched(everything, new.known(case.affine, case.shape, regions), margin)
     device = resolve_device(options.device)
     count, _, height, width = prepared.images.shape
-    batch = options.batch_size or default_batch_size(device, height, width)
+    known_rows = known_slices(prepared, known)
+    top, bottom, left, right = _window(prepared, previous, known_rows[1], min_window(model, height, width),
+                                       net.size_multiple)
+    crop = (..., slice(top, bottom), slice(left, right))
+    fraction = (bottom - top) * (right - left) / (height * width)
+    batch = options.batch_size or default_batch_size(device, bottom - top, right - left)
     passes = passes_needed(count, options.members, options.steps, batch)
     progress.start(passes, f"{case.name}: refining {count} slices × {options.members} members, "
                            f"{options.sampler} {options.steps} steps")
     present = torch.tensor(prepared.present).expand(count, -1)
-    members = sample_ensemble(
+    sampled = sample_ensemble(
         inference_network(model, device), NoiseSchedule.from_config(model.config.diffusion),
-        condition_input(net, prepared.images, present), prepared.source_slices, members=options.members,
+        condition_input(net, prepared.images, present)[crop], prepared.source_slices, members=options.members,
         sampler=options.sampler, steps=options.steps, seed=options.seed, batch_size=batch, device=device,
         on_step=progress.advance, sampler_options=options.sampler_options, regions=len(regions),
-        known=known_slices(prepared, known))
+        known=tuple(k[crop] for k in known_rows))  # (N, S, R, h, w)
+    members = torch.zeros(*sampled.shape[:3], height, width, dtype=torch.uint8)
+    members[crop] = sampled
     progress.close()
     fresh = segmentation_from_members(prepared, members, options, passes, regions)
     maps = _merge(previous.maps, fresh, prepared)
@@ -93,8 +105,21 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     mask = (maps["probability"] >= 0.5).astype(np.uint8)
     seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,
                        prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options,
-                       passes_per_slice=float(options.members * options.steps), **maps)
-    return Refinement(seg, guidance, sorted(prepared.source_slices))
+                       passes_per_slice=options.members * options.steps * fraction, **maps)
+    return Refinement(seg, guidance, sorted(prepared.source_slices), fraction)
+
+
+def _window(prepared: PreparedVolume, previous: PreviousResult, known: torch.Tensor, smallest: int,
+            multiple: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) pixels of the prepared slices to re-sample: around the previous result's
+    tumour (probability > 0, any region) and the known voxels (S, R, H, W) bool on them, as the adaptive
+    ensemble's windows (:func:`~DiffSegExtension.inference.adaptive.tumour_window`); the whole slice when
+    neither lies on them. Outside it every member is background, as the previous result was there."""
+    before = torch.stack([prepared.to_slices(p > 0) for p in previous.maps["probability"]]).amax(dim=0) > 0
+    around = before | known.any(dim=1)
+    if not around.any():
+        return 0, around.shape[1], 0, around.shape[2]
+    return tumour_window(around, AdaptiveSettings(min_window=smallest), multiple)
 
 
 def _touched(prepared: PreparedVolume, new_known: np.ndarray, margin: int) -> PreparedVolume:

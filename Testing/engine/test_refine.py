@@ -264,3 +264,42 @@ def test_sampling_settings_not_given_come_from_the_previous_run(tmp_path, includ
     assert code == 0
     options = json.loads((tmp_path / "r" / "summary.json").read_text())["options"]
     assert (options["members"], options["steps"]) == (3, 2), "as the previous run, not the card's defaults"
+
+
+def test_a_wide_slice_is_resampled_only_in_a_window_around_the_tumour_and_the_guidance(tmp_path, tiny_run):
+    phantom = make_phantom(5, shape=(96, 100, 10), spacing=(1.0, 1.0, 2.0), oblique=True)
+    folder = write_phantom_case(tmp_path, "wide", phantom)
+    args = ["--model", str(tiny_run), "--flair", str(folder / "wide_flair.nii.gz"),
+            "--t1ce", str(folder / "wide_t1ce.nii.gz"), *SAMPLING]
+    assert main(["segment", *args, "--out", str(tmp_path / "first")]) == 0
+    # a previous result that found the phantom's tumour (this tiny model's own finds noise everywhere)
+    for name, volume in (("probability", phantom.label > 0), ("uncertainty", 0), ("entropy", 0)):
+        image = nib.load(tmp_path / "first" / f"{name}.nii.gz")
+        data = np.zeros(image.shape, np.float32) + volume
+        nib.save(nib.Nifti1Image(data, image.affine, image.header), tmp_path / "first" / f"{name}.nii.gz")
+    reference = nib.load(folder / "wide_flair.nii.gz")
+    tumour = np.argwhere(phantom.label > 0)
+    point = Point("include", tuple(nib.affines.apply_affine(reference.affine, tumour[len(tumour) // 2])))
+    click = point_arg("include", point.ras)
+    assert main(["refine", *args, "--previous", str(tmp_path / "first"), click, "--out", str(tmp_path / "ref")]) == 0
+    summary = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    assert 0 < summary["refine"]["window_fraction"] < 0.8, "a window, not the whole slice"
+    ball = point_ball(point, reference.affine, reference.shape)
+    assert np.all(load(tmp_path / "ref", "probability")[ball] == 1.0)
+
+    # the window holds the previous tumour and the guidance with the 16-pixel margin, at least the crop (32)
+    model = load_model(str(tiny_run))
+    case = load_case(folder, model.modalities)
+    previous = load_previous(tmp_path / "first", case, ("wt",))
+    guidance = Guidance(points=[point])
+    refined = refine_case(model, case, previous, guidance, SegmentOptions(members=3, steps=2))
+    prepared = refined.seg.prepared
+    before = prepared.to_slices(previous.maps["probability"][0] > 0) > 0
+    _, known = known_slices(prepared, guidance.known(case.affine, case.shape, ("wt",)))
+    rows, cols = np.nonzero((before | known[:, 0]).any(dim=0).numpy())
+    inside = refined.seg.members.any(dim=(0, 1, 2)).numpy()
+    height, width = inside.shape
+    window_rows, window_cols = np.nonzero(inside)
+    assert window_rows.min() <= max(0, rows.min() - 16) and window_rows.max() >= min(height - 1, rows.max() + 16)
+    assert window_cols.min() <= max(0, cols.min() - 16) and window_cols.max() >= min(width - 1, cols.max() + 16)
+    assert refined.window_fraction == pytest.approx(summary["refine"]["window_fraction"], abs=1e-3)
