@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from DiffSegExtension.allocator import keep_freed_memory  # noqa: E402
 from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
 from DiffSegExtension.data.modalities import list_cases  # noqa: E402
 from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noqa: E402
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the no-diffusion comparison's sphere (mm; default: --radius, the ball refine pins)")
     args = parser.parse_args(argv)
     args.sphere_radius = args.sphere_radius or args.radius
+    keep_freed_memory()  # as the diffseg command line does: the interaction times are the product's
 
     model = load_model(args.model)
     defaults = model.inference_defaults

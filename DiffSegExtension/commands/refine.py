@@ -57,6 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
                    help="json: one machine-readable line per sampler step on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-overview", dest="overview", action="store_false",
+                   help="skip overview.png (about a second; Slicer shows the maps itself)")
     p.add_argument("--qubrats", action="store_true", help="also write QU-BraTS uncertainty maps")
     p.set_defaults(handler=run)
 
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                                                          "modalities": list(model.modalities)},
                             overwrite=args.overwrite, qubrats=args.qubrats,
                             extra_summary={**result.summary(new), "previous": str(args.previous)},
-                            write_extra=lambda folder: write_guidance(folder, result.guidance, case))
+                            write_extra=lambda folder: write_guidance(folder, result.guidance, case),
+                            overview=args.overview)
     progress.log(f"{case.name}: re-sampled {len(result.resampled)} slices, {int(result.seg.mask[0].sum())} tumour "
                  f"voxels, {result.seg.seconds:.1f} s → {args.out}")
     progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))

@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
                    help="json: one machine-readable line per sampler step on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-overview", dest="overview", action="store_false",
+                   help="skip overview.png (about a second; Slicer shows the maps itself)")
     p.add_argument("--qubrats", action="store_true",
                    help="also write QU-BraTS uncertainty maps (<case>_unc_whole/core/enhance.nii.gz, 0 certain … 100)")
     p.set_defaults(handler=run)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         seg = segment_case(model, case, options, progress)
         outputs = write_outputs(seg, case, out, {"name": model.name, "folder": str(model.folder),
                                                  "modalities": list(model.modalities)}, overwrite=args.overwrite,
-                                qubrats=args.qubrats)
+                                qubrats=args.qubrats, overview=args.overview)
         progress.log(f"{case.name}: {int(seg.mask[0].sum())} tumour voxels, {seg.seconds:.1f} s → {out}")
     progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))
     return 0

@@ -65,17 +65,20 @@ def like_reference(data: np.ndarray, case: Case, dtype) -> nib.Nifti1Image:
 
 def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: dict, overwrite: bool = False,
                   qubrats: bool = False, extra_summary: dict | None = None,
-                  write_extra: Callable[[Path], dict[str, str]] | None = None) -> dict[str, str]:
+                  write_extra: Callable[[Path], dict[str, str]] | None = None, overview: bool = True) -> dict[str, str]:
     """Write all outputs into ``out_dir`` at once (a temp folder renamed into place); return their paths.
 
-    The label map, per-region probability / uncertainty (variance) / entropy, the overview and
-    ``summary.json`` (with each region's volume in ml); with ``qubrats`` also the QU-BraTS uncertainty maps.
+    The label map, per-region probability / uncertainty (variance) / entropy, the overview (unless
+    ``overview`` is False) and ``summary.json`` (with each region's volume in ml); with ``qubrats`` also the
+    QU-BraTS uncertainty maps.
     ``extra_summary`` is added to the summary; ``write_extra(folder)`` writes more files into the folder
     being filled and returns output name → file name (e.g. the guidance of ``diffseg refine``).
     """
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
     files = region_output_files(seg.regions)
+    if not overview:
+        del files["overview"]
     if qubrats:
         files.update(qubrats_files(case.name, seg.regions))
     voxel_ml = abs(np.linalg.det(case.affine[:3, :3])) / 1000.0
@@ -88,7 +91,8 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
         if qubrats:
             for region, volume in zip(seg.regions, qubrats_uncertainty(seg)):
                 nib.save(like_reference(volume, case, np.uint8), tmp / files[f"qubrats_{region}"])
-        render_overview(tmp / files["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
+        if overview:
+            render_overview(tmp / files["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
         if write_extra is not None:
             files.update(write_extra(tmp))
         summary = {"case": case.name, "model": model_summary, "diffseg_version": __version__,

@@ -108,12 +108,14 @@ class EngineResult:
 
 def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_dir: str | Path, *,
                       members: int, sampler: str, steps: int, seed: int, device: str = "auto",
-                      ensemble: str = "full", slices: tuple[int, int] | None = None) -> list[str]:
+                      ensemble: str = "full", slices: tuple[int, int] | None = None,
+                      overview: bool = False) -> list[str]:
     """Command-line arguments of ``python -m DiffSegExtension`` for one segmentation run.
 
     :param inputs: modality (``flair``, ``t1``, ``t1ce``, ``t2``) → NIfTI path.
     :param ensemble: ``full`` (every member on every slice) or ``adaptive`` (see the engine's ``inference.adaptive``).
     :param slices: half-open ``(a, b)`` range of source voxel indices along the slice axis.
+    :param overview: also render the engine's overview.png (only useful when its files are kept).
     """
     args = ["segment", "--model", str(model)]
     for modality in ("flair", "t1", "t1ce", "t2"):
@@ -123,7 +125,7 @@ def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_d
              "--steps", str(int(steps)), "--ensemble", ensemble, "--seed", str(int(seed)), "--device", device]
     if slices is not None:
         args += ["--slices", f"{int(slices[0])}:{int(slices[1])}"]
-    args += ["--progress", "json", "--overwrite"]
+    args += ["--progress", "json", "--overwrite", *([] if overview else ["--no-overview"])]
     return args
 
 
@@ -147,7 +149,8 @@ def refine_arguments(model: str | Path, inputs: Mapping[str, str | Path], previo
         args += [f"--{kind}={','.join(repr(float(v)) for v in point)}" for point in points]
     if strokes is not None:
         args += ["--strokes", str(strokes)]
-    args += ["--region", region, "--seed", str(int(seed)), "--device", device, "--progress", "json", "--overwrite"]
+    args += ["--region", region, "--seed", str(int(seed)), "--device", device, "--progress", "json", "--overwrite",
+             "--no-overview"]
     return args
 
 

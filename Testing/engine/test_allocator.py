@@ -1,12 +1,13 @@
 """The CLI keeps freed tensor memory in the process (allocator.py): no page faults per repeated pass."""
 
+import statistics
 import subprocess
 import sys
 
 import pytest
 
-# Like a network pass: 8 activations of 16 MB alive at once, then all freed. Prints the minor page
-# faults of the last 10 of 15 rounds (after the first have grown the heap).
+# Like a network pass: 8 activations of 16 MB alive at once, then all freed. Prints whether the tuning
+# applied, then the minor page faults of each of 10 rounds (after 5 rounds have grown the heap).
 _PASSES = """
 import resource, sys, torch
 from DiffSegExtension.allocator import keep_freed_memory
@@ -18,28 +19,30 @@ def one_pass():
     return float(alive[-1][-1])
 for _ in range(5):
     one_pass()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
 for _ in range(10):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     one_pass()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, *faults)
 """
 
 
-def _faults(mode: str) -> tuple[bool, int]:
+def _faults(mode: str) -> tuple[bool, float]:
+    """(applied, median page faults per round)."""
     out = subprocess.run([sys.executable, "-c", _PASSES, mode], capture_output=True, text=True, check=True).stdout
-    applied, faults = out.split()
-    return applied == "True", int(faults)
+    applied, *faults = out.split()
+    return applied == "True", statistics.median(int(f) for f in faults)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc tuning applies on Linux only")
 def test_tuned_malloc_stops_refaulting_freed_tensor_memory():
-    applied, tuned = _faults("tuned")
-    _, default = _faults("default")
-    assert applied
-    # default: the freed heap top is trimmed, so each round faults most of its 128 MB in again (32,768
-    # pages of 4 KiB); tuned: the heap keeps them
-    assert default > 10 * 16000
-    assert tuned < default / 20
+    # With glibc's defaults the freed heap top is usually trimmed, so most runs fault all 128 MB in again
+    # each round (32,768 pages of 4 KiB; some runs keep it by chance of layout). Tuned, no run may.
+    runs = [_faults("tuned") for _ in range(3)]
+    assert all(applied for applied, _ in runs)
+    assert all(faults < 1000 for _, faults in runs), runs
+    assert max(_faults("default")[1] for _ in range(4)) > 16000, "the defaults refault (else this test shows nothing)"
 
 
 def test_cli_applies_it_before_any_command(monkeypatch):

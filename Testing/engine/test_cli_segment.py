@@ -59,7 +59,9 @@ def test_segment_writes_every_output_in_the_input_geometry(tmp_path, tiny_run, o
 def test_same_seed_same_result_and_slice_range_matches_the_whole_run(tmp_path, tiny_run, oblique_case):
     args = ["segment", "--model", tiny_run, "--input", oblique_case, "--members", 2, "--steps", 3, "--progress", "none"]
     assert run_engine(*args, "--out", tmp_path / "a").returncode == 0
-    assert run_engine(*args, "--out", tmp_path / "b").returncode == 0
+    assert run_engine(*args, "--out", tmp_path / "b", "--no-overview").returncode == 0
+    assert not (tmp_path / "b" / "overview.png").exists()
+    assert "overview" not in json.loads((tmp_path / "b" / "summary.json").read_text())["files"]
     assert run_engine(*args, "--out", tmp_path / "part", "--slices", "8:12").returncode == 0
     load = lambda p: nib.load(p / "probability.nii.gz").get_fdata()  # noqa: E731
     a, b, part = load(tmp_path / "a"), load(tmp_path / "b"), load(tmp_path / "part")

@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--slices")
     p.add_argument("--progress", default="json")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-overview", dest="overview", action="store_false")
     args = parser.parse_args(argv)
     mode = os.environ.get("DIFFSEG_STUB_MODE", "ok")
     print("stub engine starting (a non-JSON line)", flush=True)
@@ -97,8 +98,9 @@ def main(argv=None) -> int:
         image.header.set_slope_inter(1.0, 0.0)
         nib.save(image, str(path))
         outputs[name] = str(path)
-    (args.out / "overview.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    outputs["overview"] = str(args.out / "overview.png")
+    if args.overview:
+        (args.out / "overview.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        outputs["overview"] = str(args.out / "overview.png")
     summary = {"slice_axis": axis, "slice_range": [a, b], "model": {"name": Path(args.model).name},
                "members": args.members, "sampler": args.sampler, "steps": args.steps, "ensemble": args.ensemble,
                "seed": args.seed,
