@@ -18,7 +18,6 @@ Writes ``robot_user.json``, ``robot_user.md`` and ``robot_user.png`` into ``--ou
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass

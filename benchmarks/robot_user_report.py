@@ -44,7 +44,7 @@ def targets(results: dict, curves: dict, stats: dict, clicks: int) -> list[dict]
     median = stats["seconds"]["median"]
     rows = [
         (f"mean WT Dice after {k} clicks ≥ 0.93", f"{wt[k]:.3f}", wt[k] >= 0.93),
-        (f"… and ≥ +0.03 over no click", f"{wt[k] - wt[0]:+.3f}", wt[k] - wt[0] >= 0.03),
+        ("… and ≥ +0.03 over no click", f"{wt[k] - wt[0]:+.3f}", wt[k] - wt[0] >= 0.03),
         (f"every case below 0.85 gains ≥ 0.08 within {k} clicks",
          ", ".join(f"{n} {g:+.3f}" for n, g in gains.items()) or "no case below 0.85", all(g >= 0.08 for g in gains.values())),
         (f"conditioning beats the sphere after {clicks} clicks",
