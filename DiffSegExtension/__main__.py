@@ -1,8 +1,53 @@
-"""``python -m DiffSegExtension ...`` — the way the Slicer module starts the engine."""
+"""``python -m DiffSegExtension ...`` — the way the Slicer module starts the engine.
 
+``python -m DiffSegExtension --wait-for-arguments REQUEST [OWNER_PID]`` is an engine started ahead of time:
+it imports torch and MONAI (seconds of start-up), then waits for the file REQUEST,
+``{"argv": [...], "cwd": ...}``, deletes it and runs that command as if it had been given on the command
+line. A file, not stdin, because Slicer starts the engine through its ``PythonSlicer`` launcher. It
+exits quietly after ``IDLE_LIMIT_S`` without a request, or (POSIX) once the process OWNER_PID is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
 import sys
+import time
+from pathlib import Path
 
 from DiffSegExtension.cli import main
 
+WAIT_FLAG = "--wait-for-arguments"
+IDLE_LIMIT_S = 30 * 60
+POLL_S = 0.05
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None or os.name == "nt":  # Windows' os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_for_arguments(request: Path, owner: int | None) -> int:
+    deadline = time.monotonic() + IDLE_LIMIT_S
+    while not request.exists():
+        if time.monotonic() > deadline or not _alive(owner):
+            return 0
+        time.sleep(POLL_S)
+    wanted = json.loads(request.read_text(encoding="utf-8"))
+    request.unlink()
+    if wanted.get("cwd"):
+        os.chdir(wanted["cwd"])
+    return main([str(a) for a in wanted["argv"]])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == [WAIT_FLAG]:
+        sys.exit(wait_for_arguments(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None))
     sys.exit(main())

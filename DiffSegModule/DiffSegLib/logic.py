@@ -117,7 +117,7 @@ class DiffSegLogic(RefineMixin):
 
     :param scene: the MRML scene (default ``slicer.mrmlScene``).
     :param runner_factory: makes the :class:`EngineRunner` for each run (inject another Python or
-        engine location here).
+        engine location here). The default runs the engine warm: started ahead of time, see :meth:`warm_up`.
     :param temp_root: where temporary folders are made (default: the system temp folder).
     :param results_root: where results keep their run records and undo folders (default:
         ``DiffSeg-results`` in the system temp folder).
@@ -126,13 +126,17 @@ class DiffSegLogic(RefineMixin):
     def __init__(self, scene=None, runner_factory: Callable[[], EngineRunner] | None = None,
                  temp_root: str | Path | None = None, results_root: str | Path | None = None):
         self._scene = scene
-        self.runner_factory = runner_factory or EngineRunner
+        self.runner_factory = runner_factory or (lambda: EngineRunner(warm=True))
         self.temp_root = Path(temp_root) if temp_root else None
         self.results_root = Path(results_root or Path(tempfile.gettempdir()) / "DiffSeg-results")
 
     @property
     def scene(self):
         return self._scene if self._scene is not None else slicer.mrmlScene
+
+    def warm_up(self) -> None:
+        """Start an engine ahead of time for the next Apply or Refine (see :mod:`.warmengines`)."""
+        self.runner_factory().warm_up()
 
     # -- checking -----------------------------------------------------------------------------
     def resolve_slices(self, request: RunRequest) -> tuple[int, int] | None:

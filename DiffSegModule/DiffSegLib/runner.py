@@ -4,6 +4,9 @@ The engine (``python -m DiffSegExtension segment ... --progress json``) prints o
 line: ``progress`` once per sampler step, ``log``, then ``done`` (with the output paths) or
 ``error``. Lines that are not JSON objects are kept as plain text events.
 
+With ``warm=True`` a run takes over an engine started ahead of time (:mod:`.warmengines`) instead of
+starting a process, and once a run ends a new one is started for the run after.
+
 Threading rule: the reader threads only *queue* raw lines (stdout) or keep the tail (stderr); all
 parsing and every callback happen on the caller's thread, in :meth:`EngineRunner.poll` or
 :meth:`EngineRunner.wait`. No Qt and no MRML here, so the runner works the same in Slicer (driven by
@@ -16,7 +19,6 @@ import collections
 import json
 import os
 import queue
-import signal
 import subprocess
 import threading
 import time
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from .paths import engine_python, engine_root
+from .processtree import kill_process_tree
+from .warmengines import WAIT_FLAG, WARM_ENGINES
 
 #: stdout lines longer than this are cut (a runaway child cannot fill the memory of the reader).
 MAX_LINE_CHARS = 100_000
@@ -161,15 +165,19 @@ class EngineRunner:
     :param engine_path: folder containing the ``DiffSegExtension`` package (prepended to PYTHONPATH).
     :param module: the ``-m`` module to run (tests may point it at another module).
     :param extra_env: environment variables added for the child.
+    :param warm: take over an engine started ahead of time when one waits, and start the next one when
+        this run ends (the module must understand ``--wait-for-arguments``, as the engine does).
     """
 
     def __init__(self, python: str | None = None, engine_path: str | Path | None = None,
-                 module: str = "DiffSegExtension", extra_env: Mapping[str, str] | None = None):
+                 module: str = "DiffSegExtension", extra_env: Mapping[str, str] | None = None, warm: bool = False):
         self.python = python or engine_python()
         self.engine_path = Path(engine_path) if engine_path else None
         self.module = module
         self.extra_env = dict(extra_env or {})
+        self.warm = warm
         self.process: subprocess.Popen | None = None
+        self.args: list[str] = []  # the command of this run, as if started cold (a warm engine's own differs)
         self.started_at: float | None = None
         self.last_progress: Progress | None = None
         self._lines: queue.Queue = queue.Queue()
@@ -194,19 +202,47 @@ class EngineRunner:
         env.update(self.extra_env)
         return env
 
-    def start(self, args: Sequence[str], cwd: str | Path | None = None) -> None:
-        """Start the child; returns at once. Raises ``RuntimeError`` if one is already running."""
-        if self.running:
-            raise RuntimeError("The DiffSeg engine is already running.")
+    def _spawn(self, command: list[str], cwd: str | Path | None, stdin) -> subprocess.Popen:
         kwargs: dict = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         else:
             kwargs["start_new_session"] = True  # own process group: cancel kills the whole tree
-        self.process = subprocess.Popen(
-            self.command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", errors="replace", bufsize=1, env=self._environment(),
-            cwd=str(cwd) if cwd else None, **kwargs)
+        return subprocess.Popen(
+            command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+            errors="replace", bufsize=1, env=self._environment(), cwd=str(cwd) if cwd else None, **kwargs)
+
+    def _warm_key(self) -> tuple:
+        return (self.python, self.module, str(self.engine_path or engine_root()), tuple(sorted(self.extra_env.items())))
+
+    def warm_up(self) -> subprocess.Popen | None:
+        """Make sure an engine waits, started ahead of time, for the next warm run; returns its process
+        (None, doing nothing, when this runner is not warm)."""
+        if not self.warm:
+            return None
+        return WARM_ENGINES.ensure(self._warm_key(), lambda request: self._spawn(
+            [self.python, "-m", self.module, WAIT_FLAG, str(request), str(os.getpid())], None,
+            subprocess.DEVNULL)).process
+
+    def _take_warm(self, args: Sequence[str], cwd: str | Path | None) -> subprocess.Popen | None:
+        """Hand ``args`` to a waiting engine (the request file appears at once, complete); None when none waits."""
+        waiting = WARM_ENGINES.take(self._warm_key())
+        if waiting is None:
+            return None
+        partial = waiting.request.with_suffix(".partial")
+        partial.write_text(json.dumps({"argv": [str(a) for a in args], "cwd": str(cwd) if cwd else None}),
+                           encoding="utf-8")
+        os.replace(partial, waiting.request)
+        return waiting.process
+
+    def start(self, args: Sequence[str], cwd: str | Path | None = None) -> None:
+        """Start the child (or take over a waiting one); returns at once. Raises ``RuntimeError`` if one is
+        already running."""
+        if self.running:
+            raise RuntimeError("The DiffSeg engine is already running.")
+        self.args = self.command(args)
+        taken = self._take_warm(args, cwd) if self.warm else None
+        self.process = taken or self._spawn(self.args, cwd, subprocess.DEVNULL)
         self.started_at = time.monotonic()
         self._threads = [
             threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True),
@@ -256,6 +292,8 @@ class EngineRunner:
                 break
             if item is _EOF:
                 self._stdout_closed = True
+                if self.warm:
+                    self.warm_up()  # for the next run, while the user looks at this one
                 continue
             events.append(self._record(parse_line(item)))
         return events
@@ -317,48 +355,3 @@ class EngineRunner:
         for thread in self._threads:
             thread.join(timeout=5)
         self.poll()
-
-
-def _descendants(pid: int) -> list[int]:
-    """Process IDs of every descendant of ``pid`` (POSIX, from ``ps``; Slicer ships no psutil).
-
-    Catches children that left the process group (``setsid``), which ``killpg`` misses. Windows
-    needs none of this: ``taskkill /T`` walks the tree itself.
-    """
-    if os.name == "nt":
-        return []
-    try:
-        table = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True,
-                               timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
-            children[int(fields[1])].append(int(fields[0]))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def kill_process_tree(process: subprocess.Popen) -> None:
-    """Kill ``process`` and its descendants (PythonSlicer is a launcher: its child does the work)."""
-    children = _descendants(process.pid)
-    if os.name == "nt":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
-    else:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the child leads its own process group
-        except (ProcessLookupError, PermissionError):
-            pass
-    for pid in children:  # anything that left the group
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    if process.poll() is None:
-        process.kill()

@@ -22,6 +22,7 @@ from . import paths, results
 from .logic import DiffSegLogic
 from .panel import GUI_BINDINGS, PanelController
 from .parameters import DiffSegParameterNode
+from .warmengines import WARM_ENGINES
 
 POLL_INTERVAL_MS = 100
 THRESHOLD_SETTLE_MS = 30
@@ -83,15 +84,17 @@ class DiffSegPanel(VTKObservationMixin):
 
     # -- lifecycle (called by DiffSegWidget) --------------------------------------------------------
     def enter(self) -> None:
-        """Shown: bind the parameter node to the widgets (once) and render."""
+        """Shown: bind the parameter node to the widgets (once) and render; start an engine for the next run."""
         self.controller.enter()
         self._connectGui()
+        self.logic.warm_up()
 
     def exit(self) -> None:
         """Hidden: unbind the widgets; the parameter node, a running engine and its polling stay."""
         self._disconnectGui()
 
     def cleanup(self) -> None:
+        WARM_ENGINES.stop_all()
         self._pollTimer.stop()
         self._thresholdTimer.stop()
         self._disconnectGui()

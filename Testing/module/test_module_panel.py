@@ -325,7 +325,7 @@ def test_the_model_first_shown_is_a_real_mri_region_model(harness, parameter_cla
 
 def _engine_ensemble(controller) -> str:
     """The ``--ensemble`` of the engine process the controller's run started."""
-    args = list(controller.handle.runner.process.args)
+    args = list(controller.handle.runner.args)
     return args[args.index("--ensemble") + 1]
 
 

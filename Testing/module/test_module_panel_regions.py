@@ -51,7 +51,7 @@ def test_panel_with_a_region_model(harness, tiny_region_run, parameter_class, tm
     # A run: the region selector lists the result's regions; the whole tumour is under review first.
     params.members, params.steps, params.device = 3, 2, "cpu"
     controller.apply_clicked()
-    command = controller.handle.runner.process.args
+    command = controller.handle.runner.args
     assert "--t2" in command and "--t1ce" not in command
     deadline = time.monotonic() + 300
     while controller.poll():

@@ -167,7 +167,7 @@ def test_optional_sequences_may_stay_empty_and_are_not_sent(harness, region_mode
     request = _request(region_model, {"flair": volumes["flair"], "t1ce": None, "t2": None})
     assert logic.problems(request) == [] and request.inputs == {"flair": volumes["flair"]}
     handle = logic.start(request)
-    command = handle.runner.process.args
+    command = handle.runner.args
     assert "--flair" in command and "--t1ce" not in command and "--t2" not in command
     while handle.running:
         handle.poll()

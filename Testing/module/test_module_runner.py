@@ -14,9 +14,17 @@ import time
 import pytest
 
 from DiffSegLib.runner import EngineRunner, parse_line, segment_arguments
+from DiffSegLib.warmengines import WARM_ENGINES
 
 FAKE_ENGINE = textwrap.dedent("""
     import json, os, subprocess, sys, time
+    if sys.argv[1] == "--wait-for-arguments":  # started ahead of time, as the engine's __main__
+        while not os.path.exists(sys.argv[2]):
+            time.sleep(0.02)
+        wanted = json.load(open(sys.argv[2]))
+        os.remove(sys.argv[2])
+        os.chdir(wanted["cwd"])
+        sys.argv = [sys.argv[0], *wanted["argv"]]
     mode = sys.argv[1]
     def emit(**kw):
         print(json.dumps(kw), flush=True)
@@ -166,3 +174,44 @@ def test_a_runner_runs_one_child_at_a_time(fake_engine):
             runner.start(["ok"])
     finally:
         runner.cancel()
+
+
+@pytest.fixture
+def warm_engine(tmp_path):
+    (tmp_path / "fake_engine.py").write_text(FAKE_ENGINE)
+    yield lambda: EngineRunner(python=sys.executable, engine_path=tmp_path, module="fake_engine", warm=True)
+    WARM_ENGINES.stop_all()
+
+
+def test_a_warm_runner_takes_over_the_waiting_engine_and_starts_the_next(warm_engine, tmp_path):
+    runner = warm_engine()
+    waiting = runner.warm_up()
+    assert runner.warm_up() is waiting and warm_engine().warm_up() is waiting, "one per configuration"
+    time.sleep(0.5)
+    assert waiting.poll() is None, "it waits"
+    (tmp_path / "here").mkdir()
+    runner.start(["ok"], cwd=tmp_path / "here")
+    assert runner.process is waiting and runner.args == runner.command(["ok"]), "args as if started cold"
+    seen = []
+    result = runner.wait(on_event=seen.append, timeout=60)
+    assert result.ok and result.outputs == {"segmentation": "s.nii.gz"}
+    assert [e.progress.done for e in seen if e.kind == "progress"] == [0, 1, 2, 3, 4]
+    following = warm_engine().warm_up()
+    assert following is not waiting and following.poll() is None, "the next one waits already"
+    assert not list(tmp_path.glob("*.json")), "no request file is left behind"
+
+
+def test_cancel_kills_a_taken_over_engine_and_stop_all_ends_the_waiting_ones(warm_engine):
+    runner = warm_engine()
+    waiting = runner.warm_up()
+    runner.start(["hang"])
+    wait_until = time.monotonic() + 30
+    while runner.last_progress is None and time.monotonic() < wait_until:
+        runner.poll()
+        time.sleep(0.05)
+    runner.cancel()
+    assert runner.result().cancelled and waiting.poll() is not None
+    following = warm_engine().warm_up()
+    WARM_ENGINES.stop_all()
+    assert following.wait(timeout=30) is not None
+    assert warm_engine().warm_up() is not following, "stopped engines are not handed out"
