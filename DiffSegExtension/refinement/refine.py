@@ -4,8 +4,9 @@ Known voxels enter every sampler step inpainting-style (see :func:`~DiffSegExten
 so any model works unchanged. Only the source slices (along the superior–inferior axis) that the new
 guidance touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a
 window around the previous result's tumour and the guidance (as the adaptive ensemble's windows: + 16 px,
-never smaller than the training crop); every other slice keeps the previous maps bit for bit. On the input grid the known voxels are then pinned (probability 1 or 0,
-uncertainty and entropy 0) and the label map is rebuilt from the merged probabilities.
+never smaller than the training crop); every other slice keeps the previous maps bit for bit. On the
+input grid the known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the label
+map is rebuilt from the merged probabilities.
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ from DiffSegExtension.refinement.previous import PreviousResult
 from DiffSegExtension.regions import label_map_from_regions
 
 #: Slices re-sampled on each side of the slices the guidance touches. The network is 2D, so a slice
-#: without known voxels, sampled with the previous run's settings, comes out exactly as before: a margin
-#: only costs time (a point reaches other slices through its 3D ball). It matters when the previous
-#: result was sampled with other settings.
+#: without known voxels comes out as before when it is sampled the same way (settings and window): a
+#: margin mostly costs time (a point reaches other slices through its 3D ball).
 DEFAULT_MARGIN = 0
 
 
