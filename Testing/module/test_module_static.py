@@ -236,3 +236,11 @@ def test_module_inference_defaults_and_ensembles_are_the_engines():
     assert models.DEFAULT_INFERENCE == _engine_constant("model_card.py", "DEFAULT_INFERENCE")
     assert logic.ENSEMBLES == _engine_constant("inference/segment.py", "ENSEMBLES")
     assert "Choice(list(ENSEMBLES))" in _parameters()["ensemble"]
+
+
+def test_the_warm_engines_flag_is_the_one_the_engine_waits_on():
+    """A mismatch would not fail a run: the waiting engine would exit at once and every run start cold."""
+    sys.path.insert(0, str(MODULE))
+    from DiffSegLib import warmengines
+
+    assert warmengines.WAIT_FLAG == _engine_constant("__main__.py", "WAIT_FLAG")
