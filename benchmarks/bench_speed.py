@@ -202,10 +202,15 @@ def tumour_click(result: Path) -> tuple[str, str]:
     return ",".join(f"{v:.1f}" for v in ras), f"{first}:{first + 30}"
 
 
+def refine_arguments(model: str, case: Path, previous: Path, click: str, out: Path) -> list[str]:
+    """`diffseg refine` with an include click (the previous run's settings)."""
+    return ["refine", "--model", model, "--input", str(case), "--previous", str(previous), f"--include={click}",
+            "--out", str(out), "--overwrite"]
+
+
 def refine_once(model: str, case: Path, previous: Path, click: str, out: Path) -> float:
-    """Wall seconds of one `diffseg refine` with an include click (the previous run's settings)."""
-    wall, _ = run_child(["refine", "--model", model, "--input", str(case), "--previous", str(previous),
-                         f"--include={click}", "--out", str(out), "--overwrite"])
+    """Wall seconds of one `diffseg refine` process."""
+    wall, _ = run_child(refine_arguments(model, case, previous, click, out))
     return wall
 
 
@@ -216,8 +221,7 @@ def refine_warm(model: str, case: Path, previous: Path, click: str, out: Path) -
     runner.warm_up()
     time.sleep(WARM_START_S)
     start = time.perf_counter()
-    runner.start(["refine", "--model", model, "--input", str(case), "--previous", str(previous), f"--include={click}",
-                  "--out", str(out), "--overwrite", "--no-overview", "--progress", "json"])
+    runner.start([*refine_arguments(model, case, previous, click, out), "--no-overview", "--progress", "json"])
     result = runner.wait(timeout=600)
     seconds = time.perf_counter() - start
     WARM_ENGINES.stop_all()
@@ -380,10 +384,11 @@ def main() -> None:
               f"AUROC {da:+.4f} (target: no loss over 0.01): {met(da >= -0.01)}")
     if args.json:
         args.json.write_text(json.dumps({
-            "presets": presets, "memory_format_ms_per_item": formats, "allocator": allocator, "recipes": {str(r): {"volume": runs[r], "roi": rois[r],
-                                                     **({"quality": scores[r]} if scores else {})} for r in recipes},
-            "refine_wall_s": refines, "refine_warm_s": warm_refines, "other_models": other_models, "seed_slice_s": seed_slice_s,
-            "ours_slice_s": ours_slice_s}, indent=2))
+            "presets": presets, "memory_format_ms_per_item": formats, "allocator": allocator,
+            "recipes": {str(r): {"volume": runs[r], "roi": rois[r], **({"quality": scores[r]} if scores else {})}
+                        for r in recipes},
+            "refine_wall_s": refines, "refine_warm_s": warm_refines, "other_models": other_models,
+            "seed_slice_s": seed_slice_s, "ours_slice_s": ours_slice_s}, indent=2))
 
 
 if __name__ == "__main__":
