@@ -13,7 +13,7 @@ from .runner import Progress
 
 LOAD_FROM_FOLDER = "Load from folder..."
 RANKED_SLICES_SHOWN = 20
-# Measured on the brats-flair validation cases (docs/results.md, section 3): 5 to 50 steps x 5 members
+# Measured on the brats-flair validation cases (docs/brats-flair/results.md, section 3): 5 to 50 steps x 5 members
 # gave whole-tumour Dice 0.904-0.910 for every sampler; time grows linearly with steps.
 SAMPLER_HINTS = {
     "dpmpp": "DPM-Solver++ (default): 5-50 steps gave the same Dice on the BraTS validation cases; 10 keeps a margin.",
