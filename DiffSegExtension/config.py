@@ -21,8 +21,10 @@ class NetworkConfig:
     """The denoising UNet (MONAI ``DiffusionModelUNet``, 2D) and its input/output layout.
 
     Input channels, in order: one per modality (the condition; an absent optional modality is all 0),
-    one presence indicator per optional modality (a constant plane, 1 = given, 0 = absent), then one
-    noisy-mask channel per region (``regions``, nested WT ⊇ TC ⊇ ET; ``("wt",)`` = whole tumour only).
+    one presence indicator per optional modality (a constant plane, 1 = given, 0 = absent), with
+    ``guidance`` two hint planes per region (1 where the clinician said "inside the region", then 1 where
+    "not inside"; all 0 without guidance: see ``data/click_simulation.py``), then one noisy-mask channel
+    per region (``regions``, nested WT ⊇ TC ⊇ ET; ``("wt",)`` = whole tumour only).
     Output channels: the target (ε or v) per region, then (with ``learn_sigma``) the learned-range
     variance interpolation per region.
     ``space_to_depth`` > 1 folds f×f pixel blocks into channels before the UNet and unfolds the
@@ -41,6 +43,8 @@ class NetworkConfig:
     regions: tuple[str, ...] = ("wt",)
     #: Modalities the model can do without (trained with them dropped); the others are required.
     optional_modalities: tuple[str, ...] = ()
+    #: Hint planes for the clinician's corrections (trained with simulated clicks).
+    guidance: bool = False
 
     def __post_init__(self) -> None:
         from DiffSegExtension.regions import check_regions
@@ -68,9 +72,14 @@ class NetworkConfig:
         return tuple(m for m in self.modalities if m not in self.optional_modalities)
 
     @property
+    def hint_channels(self) -> int:
+        """Guidance hint planes: include and exclude per region (0 without ``guidance``)."""
+        return 2 * len(self.regions) if self.guidance else 0
+
+    @property
     def condition_channels(self) -> int:
-        """Modalities + presence indicators: the channels that come before the noisy masks."""
-        return len(self.modalities) + len(self.optional_modalities)
+        """Modalities + presence indicators + hint planes: the channels that come before the noisy masks."""
+        return len(self.modalities) + len(self.optional_modalities) + self.hint_channels
 
     @property
     def in_channels(self) -> int:
@@ -168,11 +177,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, modalities: tuple[str, ...] | list[str], prediction: str = "epsilon",
-           regions: tuple[str, ...] = ("wt",), optional_modalities: tuple[str, ...] = (), **preprocess: Any) -> ModelConfig:
+           regions: tuple[str, ...] = ("wt",), optional_modalities: tuple[str, ...] = (), guidance: bool = False,
+           **preprocess: Any) -> ModelConfig:
     """A :class:`ModelConfig` from a named preset (``paper``, ``small``, ``tiny``)."""
     if name not in PRESETS:
         raise DiffSegInputError(f"unknown preset '{name}': choose one of {sorted(PRESETS)}")
     network = NetworkConfig(modalities=tuple(modalities), regions=tuple(regions),
-                            optional_modalities=tuple(optional_modalities), **PRESETS[name])
+                            optional_modalities=tuple(optional_modalities), guidance=guidance, **PRESETS[name])
     return ModelConfig(network=network, diffusion=DiffusionConfig(prediction=prediction),
                        preprocess=PreprocessConfig(**preprocess))

@@ -42,12 +42,16 @@ class DenoisingUNet(nn.Module):
         return self.unet(x, t)
 
 
-def condition_input(config: NetworkConfig, images: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-    """The network's condition channels: modalities (absent ones zeroed), then presence planes.
+def condition_input(config: NetworkConfig, images: torch.Tensor, present: torch.Tensor | None = None,
+                    known: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's condition channels: modalities (absent ones zeroed), presence planes, hint planes.
 
     images (B, M, H, W) float32 normalised modalities in ``config.modalities`` order; present (B, M)
-    bool (``None`` = all given). Returns (B, M + P, H, W) with P = len(config.optional_modalities)
-    constant planes, 1.0 where that optional modality is given. A required modality must be present.
+    bool (``None`` = all given); known (B, R, H, W) the clinician's guidance per region (+1 inside,
+    −1 not inside, 0 open; ``None`` = no guidance), only for a model with ``config.guidance``.
+    Returns (B, M + P + G, H, W): P = len(config.optional_modalities) constant planes, 1.0 where that
+    optional modality is given; G = ``config.hint_channels`` planes (known > 0 per region, then known < 0).
+    A required modality must be present.
     """
     batch = images.shape[0]
     if present is None:
@@ -56,10 +60,18 @@ def condition_input(config: NetworkConfig, images: torch.Tensor, present: torch.
     required = [i for i, m in enumerate(config.modalities) if m not in config.optional_modalities]
     if not bool(present[:, required].all()):
         raise ValueError("a required modality is marked absent")
+    if known is not None and not config.guidance:
+        raise ValueError("this network has no hint planes (trained without guidance): pass known=None")
     images = images * present[:, :, None, None].to(images.dtype)
     optional = [config.modalities.index(m) for m in config.optional_modalities]
-    planes = present[:, optional, None, None].to(images.dtype).expand(-1, -1, *images.shape[2:])
-    return torch.cat([images, planes], dim=1)
+    planes = [images, present[:, optional, None, None].to(images.dtype).expand(-1, -1, *images.shape[2:])]
+    if config.guidance:
+        if known is None:
+            planes.append(images.new_zeros(batch, config.hint_channels, *images.shape[2:]))
+        else:
+            known = known.to(images.device)
+            planes += [(known > 0).to(images.dtype), (known < 0).to(images.dtype)]
+    return torch.cat(planes, dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

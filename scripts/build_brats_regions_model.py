@@ -1,6 +1,7 @@
 """Build the bundled four-sequence region model ``Resources/Models/brats-regions`` from ../shared/data.
 
-    python scripts/build_brats_regions_model.py [--iterations 2000] [--work runs/brats-regions]
+    python scripts/build_brats_regions_model.py [--iterations 6000] [--work runs/brats-regions]
+    python scripts/build_brats_regions_model.py --guided [--iterations 3000]   # click-guided variant (issue 10)
 
 Input: FLAIR (required) + T1, T1ce, T2 (optional: sequence drop-out with presence indicators).
 Output: the nested BraTS regions whole tumour, tumour core, enhancing tumour.
@@ -18,6 +19,11 @@ channels carry over, the other sequences and the inner regions start neutral): a
 validation Dice WT 0.22 / TC 0.13 / ET 0.08 after 1000 iterations (0.6 h on this CPU). brats-flair
 was trained on 8 of these training subjects and none of the validation subjects.
 If the build is interrupted, run it again: training resumes bit for bit from the last checkpoint.
+
+``--guided`` builds ``brats-regions-guided`` into ``runs/brats-regions-guided`` (not bundled until the robot
+user shows it helps): the same data, split and options, warm-started from ``brats-regions`` with hint planes
+for the clinician's clicks (``diffseg train --guidance``), half of the items given simulated clicks
+(``DiffSegExtension/data/click_simulation.py``), so the one model serves unguided and guided runs.
 """
 
 from __future__ import annotations
@@ -50,20 +56,28 @@ def training_inputs() -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "brats-regions")
-    parser.add_argument("--out", type=Path, default=REPO / "Resources" / "Models" / "brats-regions")
+    parser.add_argument("--guided", action="store_true", help="the click-guided variant (see the module docstring)")
+    parser.add_argument("--iterations", type=int, help="default 6000 (3000 with --guided)")
+    parser.add_argument("--work", type=Path, help="default runs/brats-regions[-guided]")
+    parser.add_argument("--out", type=Path, help="default Resources/Models/brats-regions (runs/brats-regions-guided/model)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--train-only", action="store_true", help="stop after training (export later)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 leaves a core free)")
     args = parser.parse_args()
+    name = "brats-regions-guided" if args.guided else "brats-regions"
+    args.iterations = args.iterations or (3000 if args.guided else 6000)
+    args.work = args.work or REPO / "runs" / name
+    args.out = args.out or (args.work / "model" if args.guided else REPO / "Resources" / "Models" / name)
+    source = "brats-regions" if args.guided else "brats-flair"
     run = args.work / "run"
     train_args = ["train", "--data", *map(str, training_inputs()), "--modalities", "flair", "t1", "t1ce", "t2",
                   "--optional-modalities", "t1", "t1ce", "t2", "--regions", "wt", "tc", "et", "--preset", "small",
                   "--prediction", "v", "--out", str(run), "--iterations", str(args.iterations), "--batch-size", "16",
                   "--crop", "128", "--lr", "3e-4", "--warmup", "200", "--val-cases", *VALIDATION,
-                  "--val-every", "1000", "--checkpoint-every", "250", "--device", args.device, "--name", "brats-regions",
-                  "--progress", "none", "--init-from", "brats-flair"] + (["--threads", str(args.threads)] if args.threads else [])
+                  "--val-every", "1000", "--checkpoint-every", "250", "--device", args.device, "--name", name,
+                  "--progress", "none", "--init-from", source] + (["--threads", str(args.threads)] if args.threads else [])
+    if args.guided:
+        train_args += ["--guidance", "--hint-rate", "0.5"]
     if (run / "model.json").exists():
         train_args.append("--resume")
     started = time.perf_counter()
@@ -72,8 +86,9 @@ def main() -> None:
         return
     trained = json.loads((run / "model.json").read_text())
     card = {
-        "name": "brats-regions",
-        "title": "Tumour regions (whole tumour, core, enhancing) from FLAIR + optional T1/T1ce/T2 (small preset)",
+        "name": name,
+        "title": "Tumour regions (whole tumour, core, enhancing) from FLAIR + optional T1/T1ce/T2 (small preset)"
+                 + (", reads the clinician's clicks" if args.guided else ""),
         "intended_use": "Research use only, not for clinical decisions. Input: skull-stripped, co-registered MRI of an "
                         "adult brain with a glioma (BraTS-like preprocessing): FLAIR required, T1, T1ce and T2 optional. "
                         "Output: BraTS regions and labels (2 edema, 1 necrotic / non-enhancing core, 4 enhancing). "
@@ -85,8 +100,9 @@ def main() -> None:
             "brats2015_flair_t1ce": "BraTS 2015 / 2013 HGG cases via the DeepMedic examples, CC BY-NC-SA 3.0",
         },
         "training_hardware": f"CPU (2 cores, shared), {trained['training']['seconds'] / 3600:.2f} h for "
-                             f"{trained['training']['iteration']} iterations × batch 16, warm-started from brats-flair "
-                             "(8000 iterations × batch 16, 1.63 h on the same CPU)",
+                             f"{trained['training']['iteration']} iterations × batch 16, warm-started from {source} "
+                             + ("(6000 iterations × batch 16 on the same CPU, itself warm-started from brats-flair)"
+                                if args.guided else "(8000 iterations × batch 16, 1.63 h on the same CPU)"),
     }
     if args.out.exists():  # a bundled model folder holds exactly what this build exports
         shutil.rmtree(args.out)

@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="network size")
     p.add_argument("--prediction", default="v", choices=("epsilon", "v"),
                    help="network target: v (default; well conditioned at high noise) or epsilon (the seed's)")
+    p.add_argument("--guidance", action="store_true",
+                   help="hint planes for the clinician's clicks (include / exclude per region), trained with simulated "
+                        "clicks on --hint-rate of the items: the model then serves unguided and guided (refine) runs")
     p.add_argument("--out", type=Path, required=True, help="run folder (is also a usable model folder)")
     p.add_argument("--val-cases", nargs="*", default=None, help="case names held out for validation")
     p.add_argument("--val-fraction", type=float, default=0.2, help="else: this fraction of cases, chosen by --seed")
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     cases = sorted((c for root in args.data for c in list_cases(root)), key=lambda p: p.name)
     cases = [c for c in cases if c.name not in set(args.exclude_cases)]
     config = preset(args.preset, args.modalities, prediction=args.prediction, regions=tuple(args.regions),
-                    optional_modalities=tuple(args.optional_modalities))
+                    optional_modalities=tuple(args.optional_modalities), guidance=args.guidance)
     needed = set(config.network.required_modalities) | {"seg"}
     usable = [c for c in cases if needed <= set(find_case_files(c))]
     if not usable:

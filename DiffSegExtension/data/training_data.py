@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 
 from DiffSegExtension.config import PreprocessConfig
+from DiffSegExtension.data import click_simulation
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import prepare_volume
 from DiffSegExtension.errors import DiffSegInputError
@@ -21,12 +22,14 @@ _SHIFT_RANGE = 0.10
 class TrainingBatch:
     """images (B, M, c, c) float32 in [0, 1] (absent modalities 0); masks (B, R, c, c) float32 in
     {−1, +1} per region; present (B, M) bool, which modalities each item has; weights (B, R) float32,
-    1 where the item's label annotates the region (a whole-tumour-only label scores WT only)."""
+    1 where the item's label annotates the region (a whole-tumour-only label scores WT only); known
+    (B, R, c, c) int8 simulated guidance (+1 inside, −1 not inside, 0 open) when hints were asked for."""
 
     images: torch.Tensor
     masks: torch.Tensor
     present: torch.Tensor
     weights: torch.Tensor
+    known: torch.Tensor | None = None
 
 
 class SliceDataset:
@@ -51,6 +54,8 @@ class SliceDataset:
         self._brains: list[torch.Tensor] = []  # per case (S, H, W) bool
         self._present: list[torch.Tensor] = []  # per case (M,) bool
         self._weights: list[torch.Tensor] = []  # per case (R,) float32
+        self._positions: list[list[float]] = []  # per case: mm of each slice along the slice axis
+        self._pixel_mm: list[tuple[float, float]] = []  # per case: in-plane pixel size (rows, columns)
         self._index: list[tuple[int, int]] = []  # slice → (case, slice in case)
         self.case_names: list[str] = []
         for case in cases:
@@ -65,6 +70,8 @@ class SliceDataset:
             self._brains.append(prepared.brain)
             self._present.append(torch.tensor(prepared.present))
             self._weights.append(torch.tensor([float(r in prepared.annotated) for r in self.regions]))
+            self._positions.append([s * prepared.frame.canonical_spacing[2] for s in prepared.source_slices])
+            self._pixel_mm.append(tuple(prepared.pixel_spacing))
             self._index.extend((number, s) for s in range(len(prepared)))
             self.case_names.append(case.name)
         self.tumour_slices = [i for i, (c, s) in enumerate(self._index) if bool(self._labels[c][s, 0].any())]
@@ -78,7 +85,8 @@ class SliceDataset:
         return self._images[case][s].float(), self._labels[case][s], self._brains[case][s]
 
     def sample_batch(self, generator: torch.Generator, batch_size: int, crop: int | None = None,
-                     augment: bool = True, tumour_fraction: float = 0.5, modality_dropout: float = 0.0) -> TrainingBatch:
+                     augment: bool = True, tumour_fraction: float = 0.5, modality_dropout: float = 0.0,
+                     hint_rate: float | None = None) -> TrainingBatch:
         """A random :class:`TrainingBatch` of c × c crops.
 
         ``c`` = ``crop`` or ``preprocess.train_crop`` (a multiple of the size multiple). The first
@@ -87,8 +95,10 @@ class SliceDataset:
         zero-padded (at a random offset). With ``augment``: random flips of both in-plane axes and a
         per-modality intensity scale/shift inside the brain. With probability ``modality_dropout`` an
         item drops each of its optional modalities with probability ½ (sequence drop-out, so one model
-        serves every subset). All randomness comes from ``generator``: the same generator state gives
-        a bit-identical batch.
+        serves every subset). With ``hint_rate`` (not ``None``), ``known`` holds simulated clicks
+        (:mod:`~DiffSegExtension.data.click_simulation`) for that share of items, none for the others (so one
+        model serves unguided and guided runs). All randomness comes from ``generator``: the same generator
+        state gives a bit-identical batch, and without ``hint_rate`` the same batch as before hints existed.
         """
         c = int(crop if crop is not None else self.preprocess.train_crop)
         if c <= 0 or c % self.size_multiple:
@@ -103,7 +113,9 @@ class SliceDataset:
         batch = TrainingBatch(images=torch.zeros((batch_size, m, c, c), dtype=torch.float32),
                               masks=torch.full((batch_size, len(self.regions), c, c), -1.0, dtype=torch.float32),
                               present=torch.zeros((batch_size, m), dtype=torch.bool),
-                              weights=torch.zeros((batch_size, len(self.regions)), dtype=torch.float32))
+                              weights=torch.zeros((batch_size, len(self.regions)), dtype=torch.float32),
+                              known=None if hint_rate is None else
+                              torch.zeros((batch_size, len(self.regions), c, c), dtype=torch.int8))
         for b in range(batch_size):
             # Fixed draw order per item (whatever the branch), so batches do not depend on data content.
             u = torch.rand(6 + 3 * m + 1, generator=generator, dtype=torch.float64).tolist()
@@ -112,10 +124,18 @@ class SliceDataset:
             index = pool[min(int(u[0] * len(pool)), len(pool) - 1)]
             image, label, brain = self.full_slice(index)
             case = self._index[index][0]
+            spatial = [image, label, brain]
+            if hint_rate is not None:
+                h = torch.rand(1 + click_simulation.DRAWS, generator=generator, dtype=torch.float64).tolist()
+                spatial.append(self._simulated_known(index, h[1:]) if h[0] < hint_rate
+                               else torch.zeros_like(label, dtype=torch.int8))
             origin = self._origin(tuple(brain.shape), label[0] if from_tumour else None, c, u[1:4])
-            image, label, brain = (_window(t, origin, c) for t in (image, label, brain))
+            spatial = [_window(t, origin, c) for t in spatial]
             if augment:
-                image, label, brain = self._augment(image, label, brain, u[4:6 + 2 * m])
+                spatial = self._augment(spatial, u[4:6 + 2 * m])
+            image, label, brain = spatial[:3]
+            if batch.known is not None:
+                batch.known[b] = spatial[3]
             present = self._present[case].clone()
             if u[6 + 2 * m] < modality_dropout:
                 drop = torch.tensor(u[7 + 2 * m:7 + 3 * m]) < 0.5
@@ -148,17 +168,25 @@ class SliceDataset:
             origin.append(min(max(position, low), high))
         return origin[0], origin[1]
 
-    def _augment(self, image: torch.Tensor, label: torch.Tensor, brain: torch.Tensor,
-                 u: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _simulated_known(self, index: int, u: list[float]) -> torch.Tensor:
+        """Simulated clicks on uncropped slice ``index``: (R, H, W) int8."""
+        case, s = self._index[index]
+        annotated = [r for r in range(len(self.regions)) if self._weights[case][r] > 0]
+        return click_simulation.simulate_known(self._labels[case], self._brains[case], s, self._positions[case],
+                                               self._pixel_mm[case], annotated, u)
+
+    def _augment(self, spatial: list[torch.Tensor], u: list[float]) -> list[torch.Tensor]:
+        """[image, label, brain, (known)] flipped alike; the image's intensities scaled/shifted in the brain."""
         for axis, draw in ((-2, u[0]), (-1, u[1])):
             if draw < 0.5:
-                image, label, brain = image.flip(axis), label.flip(axis), brain.flip(axis)
+                spatial = [t.flip(axis) for t in spatial]
+        image, brain = spatial[0], spatial[2]
         m = image.shape[0]
         scale = torch.tensor([1.0 + _SCALE_RANGE * (2 * v - 1) for v in u[2:2 + m]], dtype=torch.float32)
         shift = torch.tensor([_SHIFT_RANGE * (2 * v - 1) for v in u[2 + m:2 + 2 * m]], dtype=torch.float32)
         changed = (image * scale[:, None, None] + shift[:, None, None]).clamp_(0.0, 1.0)
         # The background stays exactly 0, as it always is at inference.
-        return torch.where(brain, changed, image), label, brain
+        return [torch.where(brain, changed, image), *spatial[1:]]
 
 
 def _window(t: torch.Tensor, origin: tuple[int, int], c: int) -> torch.Tensor:

@@ -1,12 +1,14 @@
 """Refine a previous result with guidance: re-sample the slices it touches, merge, pin the known voxels.
 
-Known voxels enter every sampler step inpainting-style (see :func:`~DiffSegExtension.diffusion.sampling.sample_masks`),
-so any model works unchanged. Only the source slices (along the superior–inferior axis) that the new
-guidance touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a
-window around the previous result's tumour and the guidance (as the adaptive ensemble's windows: + 16 px,
-never smaller than the training crop); every other slice keeps the previous maps bit for bit. On the
-input grid the known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the label
-map is rebuilt from the merged probabilities.
+Known voxels enter every sampler step inpainting-style (see
+:func:`~DiffSegExtension.diffusion.sampling.sample_masks`), so any model works unchanged; a model trained
+with hint planes (``NetworkConfig.guidance``) also reads them as a condition of every step, so the rest of
+the mask can follow them. Only the source slices (along the superior–inferior axis) that the new guidance
+touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a window
+around the previous result's tumour and the guidance (as the adaptive ensemble's windows: + 16 px, never
+smaller than the training crop); every other slice keeps the previous maps bit for bit. On the input grid
+the known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the label map is
+rebuilt from the merged probabilities.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     progress.start(passes, f"{case.name}: refining {count} slices × {options.members} members, "
                            f"{options.sampler} {options.steps} steps")
     present = torch.tensor(prepared.present).expand(count, -1)
+    hints = torch.where(known_rows[1], known_rows[0], 0.0) if net.guidance else None
     sampled = sample_ensemble(
         inference_network(model, device), NoiseSchedule.from_config(model.config.diffusion),
-        condition_input(net, prepared.images, present)[crop], prepared.source_slices, members=options.members,
+        condition_input(net, prepared.images, present, hints)[crop], prepared.source_slices, members=options.members,
         sampler=options.sampler, steps=options.steps, seed=options.seed, batch_size=batch, device=device,
         on_step=progress.advance, sampler_options=options.sampler_options, regions=len(regions),
         known=tuple(k[crop] for k in known_rows))  # (N, S, R, h, w)

@@ -49,6 +49,7 @@ class TrainOptions:
     crop: int | None = None       # training crop (pixels); default: the config's train_crop
     tumour_fraction: float = 0.5  # share of each batch drawn from slices with tumour
     modality_dropout: float = 0.5  # share of items that drop a random subset of their optional modalities
+    hint_rate: float = 0.5        # guided networks only: share of items given simulated clicks
     val_every: int = 500
     val_sampler: str = "ddim"
     val_steps: int = 10
@@ -140,10 +141,11 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
             g = iteration_generator(options.seed, iteration, ctx.rank)
             batch = dataset.sample_batch(g, local_batch, options.crop, augment=True,
                                          tumour_fraction=options.tumour_fraction,
-                                         modality_dropout=options.modality_dropout)
+                                         modality_dropout=options.modality_dropout,
+                                         hint_rate=options.hint_rate if net_config.guidance else None)
             t = torch.randint(0, schedule.num_timesteps, (local_batch,), generator=g)
             noise = torch.randn(batch.masks.shape, generator=g)
-            condition = condition_input(net_config, batch.images, batch.present)
+            condition = condition_input(net_config, batch.images, batch.present, batch.known)
             condition, masks, t, noise = (x.to(ctx.device) for x in (condition, batch.masks, t, noise))
             x_t = schedule.q_sample(masks, t, noise)
             losses = hybrid_loss(schedule, model(torch.cat([condition, x_t], dim=1), t), masks, x_t, t, noise,

@@ -2,11 +2,12 @@
 
 Every tensor whose name and shape agree is copied. The first and last convolutions differ when the
 inputs or regions differ; their channels are matched by name: modalities, presence planes
-(``present:<m>``) and noisy masks (``mask:<r>``) on the input side; targets (``target:<r>``) and
-variances (``var:<r>``) on the output side. An input channel the source lacks starts at zero (the
-network initially ignores it); an output region the source lacks starts as a copy of the source's
-whole tumour (an inner region is a part of it). With space-to-depth f, base channel c owns the f²
-unfolded channels [c·f², (c+1)·f²).
+(``present:<m>``), hint planes (``include:<r>``, ``exclude:<r>``) and noisy masks (``mask:<r>``) on the
+input side; targets (``target:<r>``) and variances (``var:<r>``) on the output side. An input channel
+the source lacks starts at zero (the network initially ignores it, so a model warm-started with new
+hint planes gives its source's output while they are empty); an output region the source lacks starts
+as a copy of the source's whole tumour (an inner region is a part of it). With space-to-depth f, base
+channel c owns the f² unfolded channels [c·f², (c+1)·f²).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ _CONV_OUT = ("unet.out.2.conv.weight", "unet.out.2.conv.bias")
 
 
 def input_channel_names(config: NetworkConfig) -> list[str]:
-    return [*config.modalities, *(f"present:{m}" for m in config.optional_modalities),
+    hints = [f"{kind}:{r}" for kind in ("include", "exclude") for r in config.regions] if config.guidance else []
+    return [*config.modalities, *(f"present:{m}" for m in config.optional_modalities), *hints,
             *(f"mask:{r}" for r in config.regions)]
 
 

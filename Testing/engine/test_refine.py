@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from DiffSegExtension.cli import main
 from DiffSegExtension.data.loading import load_case
@@ -303,3 +304,44 @@ def test_a_wide_slice_is_resampled_only_in_a_window_around_the_tumour_and_the_gu
     assert window_rows.min() <= max(0, rows.min() - 16) and window_rows.max() >= min(height - 1, rows.max() + 16)
     assert window_cols.min() <= max(0, cols.min() - 16) and window_cols.max() >= min(width - 1, cols.max() + 16)
     assert refined.window_fraction == pytest.approx(summary["refine"]["window_fraction"], abs=1e-3)
+
+
+#: The hint planes' unfolded input channels of a guided FLAIR + T1ce `tiny` network (space-to-depth 2: 4 per
+#: input): after the two modalities (no optional one, so no presence plane), before the noisy mask.
+HINTS = slice(2 * 4, 4 * 4)
+
+
+@pytest.fixture(scope="module")
+def guided_run(tmp_path_factory, tiny_run, phantom_cases):
+    """``tiny_run`` warm-started into a guided network (hint planes) and trained 3 iterations with simulated clicks."""
+    out = tmp_path_factory.mktemp("guided") / "run"
+    assert main(["train", "--data", str(phantom_cases), "--modalities", "flair", "t1ce", "--preset", "tiny", "--guidance",
+                 "--init-from", str(tiny_run), "--out", str(out), "--iterations", "3", "--batch-size", "4", "--crop", "32",
+                 "--hint-rate", "1.0", "--val-fraction", "0", "--warmup", "1", "--progress", "none"]) == 0
+    return out
+
+
+def test_a_guided_run_learns_hint_planes_that_start_neutral(guided_run, tiny_run):
+    card = json.loads((guided_run / "model.json").read_text())
+    assert card["config"]["network"]["guidance"] is True
+    assert card["training"]["initialised_from"]["new"] == ["include:wt", "exclude:wt"]
+    weight = load_model(guided_run).network.unet.conv_in.conv.weight  # (C, in·f², k, k), f² = 4 per input
+    hints = weight[:, HINTS]
+    assert float(hints.abs().sum()) > 0  # they started at 0 and moved: the clicks reached the loss
+    assert load_model(tiny_run).config.network.guidance is False  # older cards load as unguided
+
+
+def test_a_guided_model_reads_the_clicks_as_a_condition_of_every_step(guided_run, case_dir, first):
+    """Same refine, once with the hint planes' weights zeroed and once as trained: the re-sampled members differ
+    beyond the pinned ball, so the hints reach the network (inpainting alone would give the zeroed result)."""
+    case = load_case(case_dir, ["flair", "t1ce"])
+    previous = load_previous(first, case, ("wt",))
+    point = Guidance([Point("include", tuple(ras_of(case_dir, (9, 24, 22))), radius_mm=4.0)])
+    options = SegmentOptions(members=3, steps=2, seed=0)
+    model = load_model(guided_run)
+    trained = refine_case(model, case, previous, point, options).seg.members
+    conv = model.network.unet.conv_in.conv.weight
+    with torch.no_grad():
+        conv[:, HINTS] = 0.0
+    zeroed = refine_case(model, case, previous, point, options).seg.members
+    assert trained.shape == zeroed.shape and not torch.equal(trained, zeroed)

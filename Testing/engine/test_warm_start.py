@@ -34,3 +34,15 @@ def test_region_model_from_a_flair_model_starts_where_the_flair_model_is():
 def test_another_network_size_is_refused():
     with pytest.raises(DiffSegInputError, match="same channels"):
         warm_start(DenoisingUNet(preset("tiny", ["flair"]).network), DenoisingUNet(preset("small", ["flair"]).network))
+
+
+def test_a_guided_network_from_an_unguided_one_ignores_its_hint_planes_until_trained():
+    torch.manual_seed(0)
+    source = DenoisingUNet(preset("tiny", ["flair"]).network).eval()
+    network = DenoisingUNet(preset("tiny", ["flair"], guidance=True).network).eval()
+    assert warm_start(network, source)["new"] == ["include:wt", "exclude:wt"]
+    flair, mask, t = torch.rand(2, 1, 32, 32), torch.randn(2, 1, 32, 32), torch.tensor([10, 700])
+    hints = (torch.rand(2, 2, 32, 32) > 0.9).float()
+    with torch.no_grad():
+        assert torch.allclose(network(torch.cat([flair, hints, mask], 1), t), source(torch.cat([flair, mask], 1), t),
+                              atol=1e-5)
