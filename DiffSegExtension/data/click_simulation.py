@@ -6,10 +6,10 @@ neighbouring slice shows on this one as a smaller disk. Simulated as interactive
 usually does (DeepGrow / DeepEdit): include clicks on random voxels of a region the label annotates,
 exclude clicks on random background voxels near the whole tumour (or, for an inner region, in the outer
 region but outside it: "edema, not core"), placed so that the whole ball lies on its side of the region's
-border in 3D where the region is wide enough (a clinician clicks into a structure, not onto its edge). Regions nest (WT ⊇ TC ⊇ ET) exactly as in
-:meth:`~DiffSegExtension.refinement.guidance.Guidance.known`: include in r means inside r and every outer
-region, exclude of WT means background everywhere, exclude of an inner region r means outside r and every
-region inside it. Later clicks win where they overlap.
+border in 3D where the region is wide enough (a clinician clicks into a structure, not onto its edge).
+Regions nest (WT ⊇ TC ⊇ ET) exactly as in :meth:`~DiffSegExtension.refinement.guidance.Guidance.known`:
+include in r means inside r and every outer region, exclude of WT means background everywhere, exclude
+of an inner region r means outside r and every region inside it. Later clicks win where they overlap.
 """
 
 from __future__ import annotations
