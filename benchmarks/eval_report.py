@@ -3,13 +3,16 @@
     python benchmarks/eval_report.py --model brats-regions --out docs --baseline runs/baseline-regions
         --flair-model brats-flair [--subset-stride 4] [--data ROOT ...] [--cases NAME ...] [--threads 1] [--quick]
 
-Every number is measured in the run that writes it (scored per region by the engine's ``case_metrics``),
+Every number is measured by this script (scored per region by the engine's ``case_metrics``),
 the command line is printed at the top, and no path of this machine appears. Sections: split and data;
 full-volume validation with the card's default sampler per region and case; ensemble sizes 1, 3, 5, 10
 (the first k members of ONE 10-member run); every accepted sequence subset on every K-th brain slice;
 FLAIR alone vs a FLAIR-only model on the same slices; the deterministic baseline (MC dropout at the
 ensemble's compute) in the same tables; the worst case in pictures; the targets of issue 8.
 ``--quick`` runs every section with tiny settings (smoke test only: its numbers mean nothing).
+Each finished step is kept in ``--cache`` (:mod:`benchmarks.evaluation.cache`; default runs/eval_report_cache,
+outside the tracked tree): run the same command again after an interruption and it resumes; the report
+says how many steps came from the cache.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.baseline_model import load_baseline, matched_passes, segment_baseline, segment_prepared  # noqa: E402
 from benchmarks.evaluation import figures  # noqa: E402
+from benchmarks.evaluation.cache import StepCache  # noqa: E402
 from benchmarks.evaluation import markdown as md  # noqa: E402
 from benchmarks.evaluation.cases import card_roots, load_cases, sequence_subsets, shown_argv, shown_path  # noqa: E402
 from benchmarks.evaluation.measure import (Settings, diffusion_segment, prepare_for, run_full_volume,  # noqa: E402
@@ -66,6 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="(slice, member) items per network pass (default: engine's)")
     add_threads_argument(p)
     p.add_argument("--quick", action="store_true", help="tiny settings: smoke test of every section")
+    p.add_argument("--cache", type=Path, default=REPO / "runs" / "eval_report_cache",
+                   help="folder of finished steps, to resume an interrupted run")
     return p.parse_args(argv)
 
 
@@ -87,22 +93,32 @@ def main(argv: list[str] | None = None) -> dict:
     cases = load_cases(roots, names, model.modalities, model.optional_modalities)
     log(f"{model.name}: {len(cases)} cases, settings {settings}")
 
-    runs = [run_full_volume(model, case, settings, log) for case in cases]
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    reference = load_model(args.flair_model) if args.flair_model else None
+    cache = StepCache(args.cache, {
+        "model": model.card.get("weights_sha256"), "roots": [shown_path(r) for r in roots],
+        "settings": asdict(settings), "quick": args.quick,
+        "baseline": baseline.card.get("weights_sha256") if baseline else None, "baseline_passes": args.baseline_passes,
+        "flair_model": reference.card.get("weights_sha256") if reference else None})
+    runs = [cache.volume(f"volume-{case.name}", partial(run_full_volume, model, case, settings, log)) for case in cases]
     size_rows = {k: [row for run in runs for row in run.rows[k]] for k in sorted(settings.sizes)}
     default_rows = size_rows[settings.members]
     sources = {run.case: stride_sources(run, settings.subset_stride) for run in runs}
 
-    baseline, passes, baseline_rows = None, None, None
-    if args.baseline:
-        baseline = load_baseline(args.baseline)
+    passes, baseline_rows = None, None
+    if baseline is not None:
         passes = matched_passes(model.network, baseline, settings.members * settings.steps)
         passes["matched"] = passes["passes"]
         passes["passes"] = args.baseline_passes or passes["matched"]
         baseline_rows = []
-        for case in cases:
+
+        def baseline_case(case):
             seg = segment_baseline(baseline, case, passes["passes"], seed=args.seed, device=args.device)
-            baseline_rows += case_metrics(seg, case)
             log(f"  baseline {case.name}: {seg.seconds:.1f} s, {passes['passes']} MC-dropout passes per slice")
+            return case_metrics(seg, case)
+
+        for case in cases:
+            baseline_rows += cache.rows(f"baseline-{case.name}", partial(baseline_case, case))
 
     methods = {"diffusion": (diffusion_segment(model, settings), partial(prepare_for, model))}
     if baseline is not None:
@@ -111,21 +127,22 @@ def main(argv: list[str] | None = None) -> dict:
     subset_results = []
     for subset in sequence_subsets(model.modalities, model.optional_modalities):
         for method, (segment, prepare) in methods.items():
-            rows = [row for case in cases for row in subset_rows(segment, prepare, case, subset, sources[case.name])]
+            rows = [row for case in cases for row in cache.rows(
+                f"subset-{'+'.join(subset)}-{method}-{case.name}",
+                partial(subset_rows, segment, prepare, case, subset, sources[case.name]))]
             subset_results.append({"subset": "+".join(subset), "modalities": list(subset), "method": method, "rows": rows})
             log(f"  subset {'+'.join(subset)} {method}: WT Dice {md.region_mean(rows, 'wt', 'dice'):.3f}")
 
     flair = None
-    if args.flair_model:
-        reference = load_model(args.flair_model)
+    if reference is not None:
         subset = tuple(reference.modalities)
         if subset not in sequence_subsets(model.modalities, model.optional_modalities):
             raise SystemExit(f"--flair-model reads {list(subset)}, which {model.name} cannot be given alone")
         ref_settings = replace(settings, sampler=reference.inference_defaults["sampler"]) if args.quick else \
             with_defaults_from(reference, settings)
-        rows = [row for case in cases for row in subset_rows(diffusion_segment(reference, ref_settings),
-                                                             partial(prepare_for, reference), case, subset,
-                                                             sources[case.name])]
+        rows = [row for case in cases for row in cache.rows(
+            f"flair-{case.name}", partial(subset_rows, diffusion_segment(reference, ref_settings),
+                                          partial(prepare_for, reference), case, subset, sources[case.name]))]
         ours = next(r for r in subset_results if r["modalities"] == list(subset) and r["method"] == "diffusion")
         flair = {"model": reference.name, "folder": shown_path(reference.folder), "modalities": list(subset),
                  "settings": asdict(ref_settings), "rows": rows, "region_rows": ours["rows"]}
@@ -141,11 +158,12 @@ def main(argv: list[str] | None = None) -> dict:
     targets = build_targets(default_rows, model.regions, baseline_rows, flair, settings)
     wall = time.perf_counter() - started
     text = report_text(args, argv, model, settings, roots, names, runs, size_rows, subset_results, flair, baseline,
-                       passes, baseline_rows, worst, wt_dice, targets, wall)
+                       passes, baseline_rows, worst, wt_dice, targets, wall, cache)
     results = {"command": shown_argv(argv), "model": model.name, "settings": asdict(settings),
                "sizes": {str(k): v for k, v in size_rows.items()}, "subset_slices": sources,
                "subsets": subset_results, "flair": flair, "baseline": baseline_rows, "baseline_compute": passes,
-               "worst_case": {"case": worst.case, "slice": worst.figure["slice"]}, "targets": targets, "seconds": wall}
+               "worst_case": {"case": worst.case, "slice": worst.figure["slice"]}, "targets": targets, "seconds": wall,
+               "steps": {"measured": cache.computed, "from_cache": cache.reused}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text, encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=_json), encoding="utf-8")
@@ -163,7 +181,7 @@ def _subset_means(subset_results: list[dict]) -> dict[str, dict[str, dict[str, f
 
 
 def report_text(args, argv, model, settings, roots, names, runs, size_rows, subset_results, flair, baseline, passes,
-                baseline_rows, worst, wt_dice, targets, wall) -> str:
+                baseline_rows, worst, wt_dice, targets, wall, cache) -> str:
     default_rows = size_rows[settings.members]
     label = f"{settings.sampler} {settings.steps} steps × {settings.members} members"
     regions = list(model.regions)
@@ -172,7 +190,7 @@ def report_text(args, argv, model, settings, roots, names, runs, size_rows, subs
             f"Command: `{shlex.join(['python', 'benchmarks/eval_report.py', *shown_argv(argv)])}`\n",
             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device "
-            f"`{args.device}`; the whole report took {wall / 60:.1f} min. Every number below was measured in this run.\n"]
+            f"`{args.device}`; " + _provenance(wall, cache)]
     if args.quick:
         text.append("> **QUICK SMOKE RUN** (`--quick`): tiny settings to check the machinery. The numbers below "
                     "mean nothing about the model's quality.\n")
@@ -207,6 +225,16 @@ def report_text(args, argv, model, settings, roots, names, runs, size_rows, subs
              f"![worst case]({figure('worst')})\n\n",
              reproduce_section(shown_argv(argv), settings)]
     return "\n".join(text)
+
+
+def _provenance(wall: float, cache: StepCache) -> str:
+    """Whether every number was measured in this run, or how many steps came from an interrupted earlier run."""
+    if not cache.reused:
+        return f"the whole report took {wall / 60:.1f} min. Every number below was measured in this run.\n"
+    total = len(cache.reused) + len(cache.computed)
+    return (f"this run took {wall / 60:.1f} min and resumed an interrupted run of the same command: {len(cache.reused)} "
+            f"of its {total} steps (a case's full volume, baseline, or sequence subset) were measured then, with the same "
+            "model, baseline and settings (their seconds are those of that run), the rest in this run.\n")
 
 
 def flair_section(flair: dict | None, stride: int) -> str:

@@ -43,7 +43,8 @@ def region_report(tiny_region_run, tiny_run, tmp_path_factory):
     assert baseline_main(["--split-from", str(tiny_region_run), "--out", str(baseline), "--device", "cpu"]) == 0
     out = tmp_path_factory.mktemp("report") / "docs"
     argv = ["--model", str(tiny_region_run), "--cases", *CASES, "--out", str(out), "--quick", "--subset-stride", "3",
-            "--baseline", str(baseline), "--flair-model", str(tiny_run), "--device", "cpu"]
+            "--baseline", str(baseline), "--flair-model", str(tiny_run), "--device", "cpu",
+            "--cache", str(out.parent / "cache")]
     results = eval_report.main(argv)
     return {"argv": argv, "out": out, "results": results, "text": (out / "results.md").read_text()}
 
@@ -74,6 +75,22 @@ def test_report_has_every_section_row_and_figure(region_report):
     for name in ("ensemble_size", "sequence_subsets", "worst_case"):
         assert f"(figures/{name}.png)" in text
         assert (out / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_an_interrupted_report_resumes_from_its_finished_steps(region_report):
+    """Run again with the same cache: every step comes back from disk (same rows, same figure slice) and the
+    report says so; with another seed nothing is reused."""
+    first, argv = region_report["results"], region_report["argv"]
+    assert first["steps"]["from_cache"] == [] and len(first["steps"]["measured"]) == 2 + 2 + len(first["subsets"]) * 2 + 2
+    again = eval_report.main([*argv, "--out", str(region_report["out"].parent / "again")])
+    assert sorted(again["steps"]["from_cache"]) == sorted(first["steps"]["measured"]) and again["steps"]["measured"] == []
+    for key in ("sizes", "subsets", "baseline", "flair", "targets", "worst_case"):
+        assert json.dumps(again[key], default=str) == json.dumps(first[key], default=str), key
+    text = (region_report["out"].parent / "again" / "results.md").read_text()
+    assert f"resumed an interrupted run of the same command: {len(first['steps']['measured'])} of its" in text
+    reseeded = eval_report.main([*argv, "--out", str(region_report["out"].parent / "seed1"), "--seed", "1",
+                                 "--subset-stride", "9"])
+    assert reseeded["steps"]["from_cache"] == []
 
 
 def test_report_holds_no_absolute_path(region_report, tmp_path):
@@ -186,7 +203,8 @@ def test_sequence_subsets_and_shown_paths():
 def test_whole_tumour_model_report(tiny_run, phantom_cases, tmp_path):
     """A whole-tumour model (like brats-flair): one region, one sequence subset, the other targets not measured."""
     out = tmp_path / "docs"
-    results = eval_report.main(["--model", str(tiny_run), "--out", str(out), "--quick", "--device", "cpu"])
+    results = eval_report.main(["--model", str(tiny_run), "--out", str(out), "--quick", "--device", "cpu",
+                                "--cache", str(tmp_path / "cache")])
     text = (out / "results.md").read_text()
     assert {r["region"] for k in results["sizes"].values() for r in k} == {"wt"}
     assert [r["subset"] for r in results["subsets"]] == ["flair+t1ce"]
