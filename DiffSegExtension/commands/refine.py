@@ -16,7 +16,7 @@ from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import resolve_device
 from DiffSegExtension.model_card import load_model
 from DiffSegExtension.refinement.guidance import DEFAULT_RADIUS_MM, Guidance, Point, parse_point
-from DiffSegExtension.refinement.previous import load_previous
+from DiffSegExtension.refinement.previous import load_previous, previous_model
 from DiffSegExtension.refinement.record import load_strokes, write_guidance
 from DiffSegExtension.refinement.refine import DEFAULT_MARGIN, refine_case
 
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
                                    "RAS millimetres (nibabel's affine, Slicer's markups), written --include=X,Y,Z (the '=' keeps "
                                    "a negative X from reading as an option); guidance accumulates. Sampling settings "
                                    "not given are the previous run's.")
-    p.add_argument("--model", default="brats-flair", help="model folder or bundled model name (see `diffseg models`)")
+    p.add_argument("--model", help="model folder or bundled model name (default: the model that wrote --previous)")
     add_modality_arguments(p)
     p.add_argument("--input", type=Path, help="a case folder (<anything>_<modality>.nii.gz)")
     p.add_argument("--previous", type=Path, required=True, help="an earlier `segment` or `refine` output folder")
@@ -85,7 +85,7 @@ def _inherit_sampling(args: argparse.Namespace, used: dict) -> argparse.Namespac
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     started = time.perf_counter()
-    model = load_model(args.model, device="cpu")
+    model = load_model(args.model or previous_model(args.previous), device="cpu")
     regions = tuple(model.config.network.regions)
     if args.region not in regions:
         raise DiffSegInputError(f"--region {args.region}: the model '{model.name}' has regions {', '.join(regions)}; "

@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment a case (modality files) or a folder of cases",
                        description="Segment brain tumour with an implicit diffusion ensemble. Give each modality "
                                    "the model needs (--flair ... ) or --input with a case folder or a folder of cases.")
-    p.add_argument("--model", default="brats-flair", help="model folder or bundled model name (see `diffseg models`)")
+    p.add_argument("--model", default="brats-regions", help="model folder or bundled model name (see `diffseg models`)")
     add_modality_arguments(p)
     p.add_argument("--input", type=Path, help="a case folder (<anything>_<modality>.nii.gz) or a folder of case folders")
     p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per case with --input)")

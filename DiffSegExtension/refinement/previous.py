@@ -13,6 +13,7 @@ from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.resample import same_grid
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.outputs import MAP_KINDS, region_output_files
+from DiffSegExtension.model_card import CARD_FILE, bundled_models_dir
 from DiffSegExtension.refinement.guidance import Guidance
 from DiffSegExtension.refinement.record import read_guidance
 
@@ -28,17 +29,34 @@ class PreviousResult:
     guidance: Guidance
 
 
-def load_previous(folder: Path, case: Case, regions: tuple[str, ...]) -> PreviousResult:
-    """The result in ``folder``; it must be of ``case`` (same name and grid) and of a model with ``regions``."""
-    folder = Path(folder)
-    summary_path = folder / "summary.json"
+def read_summary(folder: Path) -> dict:
+    """``summary.json`` of an output folder, or one clear error."""
+    summary_path = Path(folder) / "summary.json"
     if not summary_path.is_file():
         raise DiffSegInputError(f"--previous {folder} is not a DiffSeg output folder (no summary.json): give the "
                                 "folder `diffseg segment` or `diffseg refine` wrote")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        return json.loads(summary_path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise DiffSegInputError(f"{summary_path} is not valid JSON ({err}): give an intact output folder") from err
+
+
+def previous_model(folder: Path) -> str:
+    """The model that wrote ``folder``: its model folder if it is still there, else the bundled model of that name."""
+    model = read_summary(folder).get("model") or {}
+    written_by = Path(model.get("folder") or "")
+    if model.get("folder") and (written_by / CARD_FILE).is_file():
+        return str(written_by)
+    if model.get("name") and (bundled_models_dir() / model["name"] / CARD_FILE).is_file():
+        return model["name"]
+    raise DiffSegInputError(f"--previous {folder} was written by model '{model.get('name')}', which is not found here: "
+                            "give it with --model")
+
+
+def load_previous(folder: Path, case: Case, regions: tuple[str, ...]) -> PreviousResult:
+    """The result in ``folder``; it must be of ``case`` (same name and grid) and of a model with ``regions``."""
+    folder = Path(folder)
+    summary = read_summary(folder)
     if summary.get("case") != case.name:
         raise DiffSegInputError(f"--previous {folder} holds case '{summary.get('case')}', the input is case "
                                 f"'{case.name}': give the folder written for this case")

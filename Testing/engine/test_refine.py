@@ -345,3 +345,26 @@ def test_a_guided_model_reads_the_clicks_as_a_condition_of_every_step(guided_run
         conv[:, HINTS] = 0.0
     zeroed = refine_case(model, case, previous, point, options).seg.members
     assert trained.shape == zeroed.shape and not torch.equal(trained, zeroed)
+
+
+def test_without_model_refine_uses_the_model_that_wrote_the_previous_result(tmp_path, included, tiny_run, case_dir,
+                                                                           first, capsys):
+    folder, voxel = included
+    out = tmp_path / "implicit"
+    assert main(["refine", *inputs(case_dir), "--previous", str(first), "--out", str(out),
+                 point_arg("include", ras_of(case_dir, voxel)), *SAMPLING]) == 0
+    assert json.loads((out / "summary.json").read_text())["model"]["name"] == "tiny"
+    for name in MAPS:
+        assert np.array_equal(load(out, name), load(folder, name)), name
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in first.iterdir():
+        (moved / path.name).write_bytes(path.read_bytes())
+    summary = json.loads((moved / "summary.json").read_text())
+    summary["model"]["folder"] = str(tmp_path / "gone")
+    (moved / "summary.json").write_text(json.dumps(summary))
+    capsys.readouterr()
+    assert main(["refine", *inputs(case_dir), "--previous", str(moved), "--out", str(tmp_path / "never"),
+                 point_arg("include", ras_of(case_dir, voxel)), *SAMPLING]) == 2
+    assert "written by model 'tiny', which is not found here: give it with --model" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
