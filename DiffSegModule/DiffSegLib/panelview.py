@@ -13,11 +13,13 @@ from .runner import Progress
 
 LOAD_FROM_FOLDER = "Load from folder..."
 RANKED_SLICES_SHOWN = 20
-# Measured on the brats-flair validation cases (docs/brats-flair/results.md, section 3): 5 to 50 steps x 5 members
-# gave whole-tumour Dice 0.904-0.910 for every sampler; time grows linearly with steps.
+# Measured with whole volumes on validation subjects: brats-flair gave whole-tumour Dice 0.904-0.910 at 5 to 50
+# steps x 5 members for every sampler (docs/brats-flair/results.md, section 3); brats-regions lost 0.05 enhancing-
+# tumour Dice and 0.02-0.06 uncertainty AUROC per region at 5 steps against 10 (README, Models). Time grows
+# linearly with steps.
 SAMPLER_HINTS = {
-    "dpmpp": "DPM-Solver++ (default): 5-50 steps gave the same Dice on the BraTS validation cases; 10 keeps a margin.",
-    "ddim": "DDIM: deterministic given the seed; as accurate as DPM-Solver++ at 5-50 steps on the BraTS validation cases.",
+    "dpmpp": "DPM-Solver++ (default): 10 steps; the FLAIR model was as accurate at 5, the region model was not.",
+    "ddim": "DDIM: deterministic given the seed; as accurate as DPM-Solver++ at 5-50 steps with the FLAIR model.",
     "ddpm": "DDPM: the paper's sampler (1000 steps there); at 5-50 steps as accurate as the others here, and as fast.",
 }
 NO_MODEL = "Choose a DiffSeg model (or load one from a folder)."

@@ -13,12 +13,17 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "DiffSegModule"))
+from DiffSegLib.models import list_bundled_models, preference  # noqa: E402
+from DiffSegLib.panelview import SAMPLER_HINTS, quality_hint  # noqa: E402
+
 UI_FILE = REPO / "Resources" / "UI" / "DiffSeg.ui"
 WIDTH, ROW, PAD, LABEL_W = 460, 30, 12, 150
 BG, PANEL, LINE, TEXT, DIM, ACCENT = "#f3f3f3", "#ffffff", "#b8b8b8", "#202020", "#6a6a6a", "#3a78c9"
@@ -37,7 +42,9 @@ def _defaults() -> dict:
     values = {n.target.id: ast.literal_eval(n.value) for n in cls.body
               if isinstance(n, ast.AnnAssign) and n.value is not None}
     cards = [json.loads(p.read_text()) for p in sorted((REPO / "Resources" / "Models").glob("*/model.json"))]
-    cards.sort(key=lambda c: c.get("name") == "phantom")
+    # The model the panel starts on: the module's automatic choice (DiffSegLib.models.preference).
+    chosen = {card.name: n for n, card in enumerate(sorted(list_bundled_models(), key=preference))}
+    cards.sort(key=lambda c: chosen.get(c.get("name"), len(chosen)))
     values["model"] = cards[0].get("title", cards[0].get("name")) if cards else "Load from folder..."
     values["_use"] = cards[0].get("intended_use", "").split(". ")[0] if cards else "No DiffSeg model found."
     values["_modalities"] = cards[0].get("modalities", ["flair", "t1", "t1ce", "t2"]) if cards else ["flair"]
@@ -168,7 +175,8 @@ class Painter:
             for i, (index, score) in enumerate([(41, 0.137), (38, 0.121), (44, 0.094), (35, 0.061)]):
                 d.text((x0 + 6, y + 8 + 24 * i), f"Slice {index}: mean uncertainty {score:.3f}", fill=TEXT, font=font)
         elif cls == "QLabel":
-            text = v["_use"] if name == "modelInfoLabel" else _TEXT.get(name, _prop(widget, "text") or "")
+            text = {"modelInfoLabel": v["_use"], "qualityHintLabel": _passes(v)}.get(
+                name, _TEXT.get(name, _prop(widget, "text") or ""))
             d.text((x0, y + 8), text[:70], fill=DIM, font=font)
         elif cls == "QCheckBox":
             d.rectangle([x0, y + 8, x0 + 14, y + 22], fill=PANEL, outline=LINE)
@@ -178,9 +186,14 @@ class Painter:
             d.text((x0 + 20, y + 8), "from  [ 0 ]  to  [ 0 ]", fill=DIM, font=font)
 
 
-_TEXT = {"modelInfoLabel": "",
-         "qualityHintLabel": "DPM-Solver++ (default) ... 5 x 5 = 25 passes per slice near the tumour",
-         "statusLabel": "Sampling: step 6 of 10, about 40 s left"}
+#: Labels whose text the panel sets at run time (the first two are filled in from the shown defaults).
+_TEXT = {"modelInfoLabel": "", "qualityHintLabel": "", "statusLabel": "Sampling: step 6 of 10, about 40 s left"}
+
+
+def _passes(v: dict) -> str:
+    """The quality hint for the shown defaults without its sampler sentence (the work per slice)."""
+    return quality_hint(v["sampler"], v["members"], v["steps"], v.get("ensemble", "full"))[
+        len(SAMPLER_HINTS.get(v["sampler"], "")):].strip()
 
 
 def render(out: Path, expand_region: bool = False) -> Path:
