@@ -192,6 +192,9 @@ def train(config: ModelConfig, train_cases: list[Case], val_cases: list[Case], o
             bar.close()
         if ctx.enabled:
             _check_replicas_agree(network)
+            # Every rank is done before any tears the group down: on an oversubscribed CPU one rank's
+            # destroy_process_group while its peer still finished gloo work once aborted that rank.
+            ctx.barrier()
         return card
     finally:
         ctx.close()

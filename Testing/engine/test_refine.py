@@ -327,7 +327,7 @@ def test_a_guided_run_learns_hint_planes_that_start_neutral(guided_run, tiny_run
     assert card["training"]["initialised_from"]["new"] == ["include:wt", "exclude:wt"]
     weight = load_model(guided_run).network.unet.conv_in.conv.weight  # (C, in·f², k, k), f² = 4 per input
     hints = weight[:, HINTS]
-    assert float(hints.abs().sum()) > 0  # they started at 0 and moved: the clicks reached the loss
+    assert float(hints.detach().abs().sum()) > 0  # they started at 0 and moved: the clicks reached the loss
     assert load_model(tiny_run).config.network.guidance is False  # older cards load as unguided
 
 
