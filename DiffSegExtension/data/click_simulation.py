@@ -52,8 +52,8 @@ def simulate_known(labels: torch.Tensor, brains: torch.Tensor, s: int, slice_mm:
     for k in range(1 + min(int(u[0] * MAX_CLICKS), MAX_CLICKS - 1)):
         kind, which, depth, pick = u[1 + 4 * k:5 + 4 * k]
         r = annotated[min(int(which * len(annotated)), len(annotated) - 1)]
-        near = torch.nonzero((positions - positions[s]).abs() <= CLICK_RADIUS_MM).flatten()
-        z = int(near[min(int(depth * len(near)), len(near) - 1)])
+        near = _within_ball(positions, s)
+        z = near[min(int(depth * len(near)), len(near) - 1)]
         include = kind < INCLUDE_SHARE
         candidates = _candidates(labels[z], brains[z], r, include, pixel_mm)
         pixels = torch.nonzero(_room(labels, brains, positions, z, r, include, pixel_mm, candidates))
@@ -89,18 +89,24 @@ def _room(labels: torch.Tensor, brains: torch.Tensor, positions: torch.Tensor, z
           pixel_mm: tuple[float, float], candidates: torch.Tensor) -> torch.Tensor:
     """Where on slice z a click's whole ball stays among the candidates in 3D; else where its disk on slice z
     does (a structure thinner than the ball); else ``candidates`` (one narrower than the disk)."""
-    def disk_fits(other: int) -> torch.Tensor:
+    def disk_fits(other: int, allowed: torch.Tensor) -> torch.Tensor:
+        """Where the ball's disk on slice ``other`` lies inside ``allowed`` (that slice's candidates)."""
         reach = math.sqrt(CLICK_RADIUS_MM ** 2 - float(positions[other] - positions[z]) ** 2)
-        return ~_dilate(~_candidates(labels[other], brains[other], r, include, pixel_mm), reach, pixel_mm)
+        return ~_dilate(~allowed, reach, pixel_mm)
 
-    in_plane = candidates & disk_fits(z)
+    in_plane = candidates & disk_fits(z, candidates)
     if not in_plane.any():
         return candidates
     whole = in_plane.clone()
-    for other in torch.nonzero((positions - positions[z]).abs() <= CLICK_RADIUS_MM).flatten().tolist():
+    for other in _within_ball(positions, z):
         if other != z:
-            whole &= disk_fits(other)
+            whole &= disk_fits(other, _candidates(labels[other], brains[other], r, include, pixel_mm))
     return whole if whole.any() else in_plane
+
+
+def _within_ball(positions: torch.Tensor, k: int) -> list[int]:
+    """The slices a click's ball on slice k reaches (k included), in slice order."""
+    return torch.nonzero((positions - positions[k]).abs() <= CLICK_RADIUS_MM).flatten().tolist()
 
 
 def _dilate(mask: torch.Tensor, mm: float, pixel_mm: tuple[float, float]) -> torch.Tensor:

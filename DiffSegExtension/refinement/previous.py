@@ -44,9 +44,9 @@ def read_summary(folder: Path) -> dict:
 def previous_model(folder: Path) -> str:
     """The model that wrote ``folder``: its model folder if it is still there, else the bundled model of that name."""
     model = read_summary(folder).get("model") or {}
-    written_by = Path(model.get("folder") or "")
-    if model.get("folder") and (written_by / CARD_FILE).is_file():
-        return str(written_by)
+    written_by = model.get("folder")
+    if written_by and (Path(written_by) / CARD_FILE).is_file():
+        return written_by
     if model.get("name") and (bundled_models_dir() / model["name"] / CARD_FILE).is_file():
         return model["name"]
     raise DiffSegInputError(f"--previous {folder} was written by model '{model.get('name')}', which is not found here: "
