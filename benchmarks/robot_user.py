@@ -2,6 +2,7 @@
 
     python benchmarks/robot_user.py --model brats-flair --data DIR [DIR ...] [--cases A B ...] --out DIR
         [--clicks 5] [--members N] [--steps K] [--sampler S] [--seed 0] [--radius 3] [--sphere-radius MM]
+        [--compare-model MODEL]
 
 For each case with a label: the automatic run (``segment``), then up to ``--clicks`` clicks, each at the
 centre of the largest 3D error component of the current whole-tumour mask (6-connected; include for a
@@ -9,7 +10,9 @@ missed part, exclude for a false one; centre = the component voxel farthest from
 ``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance conditions every sampler
 step; only the touched slices are re-sampled). The comparison without the diffusion condition follows the
 same protocol on its own mask, painting a sphere of ``--sphere-radius`` mm at each click (include: into
-the whole tumour; exclude: out of every region). Reported per case: Dice per region after 0 … n clicks,
+the whole tumour; exclude: out of every region). ``--compare-model`` runs the diffusion protocol once more with a
+second model (e.g. the unguided model a guided one was fine-tuned from: inpainting only, no hint planes), from
+its own automatic run. Reported per case: Dice per region after 0 … n clicks,
 seconds per interaction (load previous + refine + write, in process; model already loaded), and the mean
 uncertainty (member variance) inside each corrected error component before and after the click.
 Writes ``robot_user.json``, ``robot_user.md`` and ``robot_user.png`` into ``--out``.
@@ -169,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=int, default=0, help="refine's slice margin")
     parser.add_argument("--sphere-radius", type=float, default=None,
                         help="the no-diffusion comparison's sphere (mm; default: --radius, the ball refine pins)")
+    parser.add_argument("--compare-model", help="a second model run through the same clicks (same sampling options)")
     args = parser.parse_args(argv)
     args.sphere_radius = args.sphere_radius or args.radius
     keep_freed_memory()  # as the diffseg command line does: the interaction times are the product's
 
     model = load_model(args.model)
+    compare = load_model(args.compare_model) if args.compare_model else None
+    if compare is not None and tuple(compare.regions) != tuple(model.regions):
+        raise SystemExit(f"robot_user: --compare-model has regions {list(compare.regions)}, --model "
+                         f"{list(model.regions)}: compare models with the same regions")
     defaults = model.inference_defaults
     options = SegmentOptions(members=args.members or defaults["members"], steps=args.steps or defaults["steps"],
                              sampler=args.sampler or defaults["sampler"], seed=args.seed, device="cpu",
@@ -185,13 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         truth = region_masks(case.label_map, regions)
         diffusion, first = run_diffusion(model, case, truth, options, args.clicks, args.radius, args.margin,
                                          args.out / "work" / case.name)
-        sphere = run_sphere(first, case, truth, regions, args.clicks, args.sphere_radius)
-        for record in (diffusion, sphere):
+        results[case.name] = {"diffusion": diffusion,
+                              "sphere": run_sphere(first, case, truth, regions, args.clicks, args.sphere_radius)}
+        if compare is not None:
+            results[case.name]["compare"] = run_diffusion(compare, case, truth, options, args.clicks, args.radius,
+                                                          args.margin, args.out / "work" / case.name / "compare")[0]
+        for record in results[case.name].values():
             pad_curves(record, args.clicks)
-        results[case.name] = {"diffusion": diffusion, "sphere": sphere}
-        print(f"{case.name}: WT Dice {' '.join(f'{d:.3f}' for d in diffusion['dice']['wt'])} "
-              f"(sphere {' '.join(f'{d:.3f}' for d in sphere['dice']['wt'])})", flush=True)
-    protocol = {"model": model.name, "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius,
+        print(f"{case.name}: WT Dice " + "; ".join(f"{method} {' '.join(f'{d:.3f}' for d in record['dice']['wt'])}"
+                                                   for method, record in results[case.name].items()), flush=True)
+    protocol = {"model": model.name, "compare_model": compare.name if compare else None,
+                "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius,
                 "margin_slices": args.margin, "sphere_radius_mm": args.sphere_radius,
                 "options": {"members": options.members, "steps": options.steps, "sampler": options.sampler,
                             "seed": options.seed, "ensemble": options.ensemble}}

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = {"diffusion": "refine (guidance conditions the diffusion)", "sphere": "sphere painted, no diffusion"}
+COLOURS = {"diffusion": "tab:blue", "sphere": "tab:orange", "compare": "tab:green"}
+
+
+def methods(protocol: dict) -> dict[str, str]:
+    """The compared methods of a run, key → label."""
+    labels = {"diffusion": f"refine with '{protocol['model']}' (guidance conditions the diffusion)",
+              "sphere": "sphere painted, no diffusion"}
+    if protocol.get("compare_model"):
+        labels["compare"] = f"refine with '{protocol['compare_model']}'"
+    return labels
 
 
 def mean_curves(results: dict) -> dict:
@@ -16,7 +25,7 @@ def mean_curves(results: dict) -> dict:
     first = next(iter(results.values()))
     return {method: {region: [float(v) for v in np.mean([case[method]["dice"][region]
                                                                      for case in results.values()], axis=0)]
-                     for region in first[method]["dice"]} for method in METHODS}
+                     for region in first[method]["dice"]} for method in first}
 
 
 def interaction_stats(results: dict) -> dict:
@@ -34,8 +43,10 @@ def interaction_stats(results: dict) -> dict:
                                          "fall": (1 - float(np.mean(after)) / mean_before) if mean_before > 0 else None}}
 
 
-def targets(results: dict, curves: dict, stats: dict, clicks: int) -> list[dict]:
-    """The issue's targets, each with its figure and whether it is met."""
+def targets(protocol: dict, results: dict, curves: dict, stats: dict) -> list[dict]:
+    """The issue's targets, each with its figure and whether it is met (plus, with a compare model, whether
+    the model beats it)."""
+    clicks = protocol["clicks"]
     k = min(3, clicks)
     wt = curves["diffusion"]["wt"]
     low = {name: case["diffusion"]["dice"]["wt"] for name, case in results.items() if case["diffusion"]["dice"]["wt"][0] < 0.85}
@@ -53,6 +64,9 @@ def targets(results: dict, curves: dict, stats: dict, clicks: int) -> list[dict]
          fall is not None and fall >= 0.5),
         ("one interaction ≤ 5 s (median)", "n/a" if median is None else f"{median:.2f} s", median is not None and median <= 5),
     ]
+    if "compare" in curves:
+        rows.append((f"'{protocol['model']}' beats '{protocol['compare_model']}' after {k} clicks",
+                     f"{wt[k]:.3f} vs {curves['compare']['wt'][k]:.3f}", wt[k] > curves["compare"]["wt"][k]))
     return [{"target": t, "value": v, "met": bool(m)} for t, v, m in rows]
 
 
@@ -60,17 +74,19 @@ def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: li
     clicks = protocol["clicks"]
     options = protocol["options"]
     head = "| case | method | " + " | ".join(f"{n} click{'s' if n != 1 else ''}" for n in range(clicks + 1)) + " |"
+    labels = methods(protocol)
     lines = [f"## Robot user: model '{protocol['model']}', {len(results)} cases",
              "",
              f"{options.get('ensemble', 'full')} ensemble, {options['sampler']} {options['steps']} steps × "
              f"{options['members']} members, seed {options['seed']}; "
              f"click ball {protocol['radius_mm']} mm, ± {protocol['margin_slices']} slices re-sampled; "
-             f"comparison sphere {protocol['sphere_radius_mm']} mm. Whole-tumour Dice after each click:",
+             f"comparison sphere {protocol['sphere_radius_mm']} mm. Methods: "
+             + "; ".join(f"{key} = {label}" for key, label in labels.items()) + ". Whole-tumour Dice after each click:",
              "", head, "|" + "---|" * (clicks + 3)]
     for name, case in results.items():
-        for method in METHODS:
+        for method in labels:
             lines.append(f"| {name} | {method} | " + " | ".join(f"{d:.3f}" for d in case[method]["dice"]["wt"]) + " |")
-    for method in METHODS:
+    for method in labels:
         lines.append(f"| **mean** | {method} | " + " | ".join(f"**{d:.3f}**" for d in curves[method]["wt"]) + " |")
     for region in [r for r in protocol["regions"] if r != "wt"]:
         lines.append(f"| mean {region.upper()} | diffusion | " + " | ".join(f"{d:.3f}" for d in curves["diffusion"][region]) + " |")
@@ -83,19 +99,18 @@ def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: li
     return "\n".join(lines) + "\n"
 
 
-def figure(path: Path, results: dict, curves: dict, clicks: int) -> None:
+def figure(path: Path, protocol: dict, results: dict, curves: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    x = list(range(clicks + 1))
-    colours = {"diffusion": "tab:blue", "sphere": "tab:orange"}
-    for method, label in METHODS.items():
+    x = list(range(protocol["clicks"] + 1))
+    for method, label in methods(protocol).items():
         for case in results.values():
-            ax.plot(x, case[method]["dice"]["wt"], color=colours[method], alpha=0.2, linewidth=0.8)
-        ax.plot(x, curves[method]["wt"], color=colours[method], marker="o", linewidth=2, label=label)
+            ax.plot(x, case[method]["dice"]["wt"], color=COLOURS[method], alpha=0.2, linewidth=0.8)
+        ax.plot(x, curves[method]["wt"], color=COLOURS[method], marker="o", linewidth=2, label=label)
     ax.set_xlabel("robot clicks")
     ax.set_ylabel("whole-tumour Dice")
     ax.set_xticks(x)
@@ -111,10 +126,10 @@ def write_report(out: Path, protocol: dict, results: dict) -> dict[str, str]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     curves, stats = mean_curves(results), interaction_stats(results)
-    goals = targets(results, curves, stats, protocol["clicks"])
+    goals = targets(protocol, results, curves, stats)
     paths = {"json": out / "robot_user.json", "markdown": out / "robot_user.md", "figure": out / "robot_user.png"}
     paths["json"].write_text(json.dumps({"protocol": protocol, "mean": curves, **stats, "targets": goals,
                                          "cases": results}, indent=2), encoding="utf-8")
     paths["markdown"].write_text(markdown(protocol, results, curves, stats, goals), encoding="utf-8")
-    figure(paths["figure"], results, curves, protocol["clicks"])
+    figure(paths["figure"], protocol, results, curves)
     return {k: str(v) for k, v in paths.items()}

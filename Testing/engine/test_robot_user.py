@@ -35,10 +35,12 @@ def test_the_robot_clicks_the_centre_of_the_largest_error_component():
 @pytest.mark.parametrize("run", ["tiny_run", "tiny_region_run"])
 def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, run, phantom_cases, request):
     model = request.getfixturevalue(run)
+    # The whole-tumour run also compares the model with itself: the same seed must give the same curve.
+    compare = ["--compare-model", str(model)] if run == "tiny_run" else []
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "robot_user.py"), "--model", str(model),
                            "--data", str(phantom_cases), "--cases", "phantom3", "--out", str(tmp_path), "--clicks", "2",
-                           "--members", "2", "--steps", "2"], env=engine_env(), capture_output=True, text=True,
-                          timeout=600)
+                           "--members", "2", "--steps", "2", *compare], env=engine_env(), capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "robot_user.json").read_text())
     case = report["cases"]["phantom3"]
@@ -51,8 +53,12 @@ def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, run, phantom_case
     assert clicks and all(c["kind"] in ("include", "exclude") and c["seconds"] > 0 for c in clicks)
     assert all(c["uncertainty_after"] >= 0 and c["component_voxels"] > 0 for c in clicks)
     assert report["mean"]["diffusion"]["wt"][0] == case["diffusion"]["dice"]["wt"][0]
-    assert len(report["targets"]) == 6 and report["seconds"]["median"] > 0
+    assert len(report["targets"]) == 6 + bool(compare) and report["seconds"]["median"] > 0
     assert "| **mean** | diffusion |" in (tmp_path / "robot_user.md").read_text()
+    if compare:
+        assert case["compare"]["dice"] == case["diffusion"]["dice"], "same model, same seed, same clicks"
+        assert [c["voxel"] for c in case["compare"]["clicks"]] == [c["voxel"] for c in clicks]
+        assert "| **mean** | compare |" in (tmp_path / "robot_user.md").read_text()
     assert (tmp_path / "robot_user.png").stat().st_size > 5000
     second = tmp_path / "work" / "phantom3" / f"click{len(clicks)}"
     assert len(json.loads((second / "guidance.json").read_text())["points"]) == len(clicks), "clicks accumulate"
