@@ -56,8 +56,20 @@ def test_uncertainty_error_overlap():
     err = np.array([0, 1, 1, 0, 0])
     r = uncertainty_error_overlap(u, err)
     assert r["ueo"] == pytest.approx(2 * 2 / (3 + 2))
-    assert r["ueo_max"] == pytest.approx(1.0 * 2 * 1 / (1 + 2)) or r["ueo_max"] >= r["ueo"]
-    assert r["ueo_max"] >= r["ueo"]
+    # τ = 0 gives 0.8, τ = 0.16 gives 2·1 / (1 + 2): the best is τ = 0.
+    assert r["ueo_max"] == pytest.approx(0.8)
+
+
+def test_uncertainty_error_overlap_matches_every_threshold_on_continuous_uncertainty():
+    rng = np.random.default_rng(3)
+    u = np.round(rng.random(4000) ** 3, 4)  # many distinct values, many ties, many zeros after rounding
+    u[:500] = 0.0
+    err = (u + 0.3 * rng.random(4000)) > 0.5  # errors where the uncertainty is high, mostly
+    brute = max(dice(u > tau, err) for tau in np.unique(u)[:-1])
+    r = uncertainty_error_overlap(u, err)
+    assert r["ueo_max"] == pytest.approx(brute, abs=1e-12) and r["ueo_max"] > r["ueo"]
+    assert r["ueo"] == pytest.approx(dice(u > 0, err))
+    assert uncertainty_error_overlap(np.zeros(10), np.zeros(10)) == {"ueo": 1.0, "ueo_max": 1.0}
 
 
 def test_spacing_from_an_oblique_affine():
