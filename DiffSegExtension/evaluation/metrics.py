@@ -84,12 +84,10 @@ def uncertainty_error_overlap(uncertainty: np.ndarray, error: np.ndarray) -> dic
     e = np.asarray(error).astype(bool).ravel()
     at_zero = dice(u > 0, e)
     values, index = np.unique(u, return_inverse=True)
-    # Voxels, and error voxels, with uncertainty above values[k], for every k but the last.
+    # Voxels, and error voxels, with uncertainty above values[k], for every k but the last (≥ 1 voxel each).
     above = np.cumsum(np.bincount(index, minlength=len(values))[::-1])[::-1][1:]
     errors_above = np.cumsum(np.bincount(index, weights=e, minlength=len(values))[::-1])[::-1][1:]
-    total = above + e.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        overlaps = np.where(total > 0, 2.0 * errors_above / total, 1.0)
+    overlaps = 2.0 * errors_above / (above + e.sum())
     return {"ueo": at_zero, "ueo_max": float(max(at_zero, overlaps.max(initial=0.0)))}
 
 

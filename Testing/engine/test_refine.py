@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -356,10 +357,7 @@ def test_without_model_refine_uses_the_model_that_wrote_the_previous_result(tmp_
     assert json.loads((out / "summary.json").read_text())["model"]["name"] == "tiny"
     for name in MAPS:
         assert np.array_equal(load(out, name), load(folder, name)), name
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    for path in first.iterdir():
-        (moved / path.name).write_bytes(path.read_bytes())
+    moved = shutil.copytree(first, tmp_path / "moved")
     summary = json.loads((moved / "summary.json").read_text())
     summary["model"]["folder"] = str(tmp_path / "gone")
     (moved / "summary.json").write_text(json.dumps(summary))
