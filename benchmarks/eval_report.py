@@ -188,7 +188,7 @@ def report_text(args, argv, model, settings, roots, names, runs, size_rows, subs
     stride, slices = settings.subset_stride, sum(len(r.source_slices) for r in runs)
     text = [f"# DiffSeg evaluation — model `{model.name}`\n",
             f"Command: `{shlex.join(['python', 'benchmarks/eval_report.py', *shown_argv(argv)])}`\n",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
+            f"Written {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), device "
             f"`{args.device}`; " + _provenance(wall, cache)]
     if args.quick:
@@ -228,13 +228,16 @@ def report_text(args, argv, model, settings, roots, names, runs, size_rows, subs
 
 
 def _provenance(wall: float, cache: StepCache) -> str:
-    """Whether every number was measured in this run, or how many steps came from an interrupted earlier run."""
+    """Whether every number was measured in this run, or how many steps came from earlier runs of the same command."""
     if not cache.reused:
         return f"the whole report took {wall / 60:.1f} min. Every number below was measured in this run.\n"
     total = len(cache.reused) + len(cache.computed)
-    return (f"this run took {wall / 60:.1f} min and resumed an interrupted run of the same command: {len(cache.reused)} "
-            f"of its {total} steps (a case's full volume, baseline, or sequence subset) were measured then, with the same "
-            "model, baseline and settings (their seconds are those of that run), the rest in this run.\n")
+    counted = (f"all {total} steps" if not cache.computed else f"{len(cache.reused)} of its {total} steps")
+    rest = f", {len(cache.computed)} were measured in this run" if cache.computed else ""
+    return (f"this run took {wall / 60:.1f} min: {counted} (a case's full volume, baseline, FLAIR-only comparison or "
+            f"sequence subset) come from earlier, interrupted runs of the same command with the same model, baseline "
+            f"and settings{rest}. Seconds are those of the run that measured the step, on a CPU that other jobs may "
+            "have shared: for speed, see `benchmarks/bench_speed.py`.\n")
 
 
 def flair_section(flair: dict | None, stride: int) -> str:

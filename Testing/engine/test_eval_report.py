@@ -87,7 +87,8 @@ def test_an_interrupted_report_resumes_from_its_finished_steps(region_report):
     for key in ("sizes", "subsets", "baseline", "flair", "targets", "worst_case"):
         assert json.dumps(again[key], default=str) == json.dumps(first[key], default=str), key
     text = (region_report["out"].parent / "again" / "results.md").read_text()
-    assert f"resumed an interrupted run of the same command: {len(first['steps']['measured'])} of its" in text
+    assert f"all {len(first['steps']['measured'])} steps (a case's full volume" in text
+    assert "from earlier, interrupted runs of the same command" in text
     reseeded = eval_report.main([*argv, "--out", str(region_report["out"].parent / "seed1"), "--seed", "1",
                                  "--subset-stride", "9"])
     assert reseeded["steps"]["from_cache"] == []
