@@ -332,9 +332,8 @@ class DiffSegLogic(RefineMixin):
 
     @staticmethod
     def choose_model(model: str | Path | None, volumes: Mapping[str, object]) -> ModelCard:
-        """The model card for ``model``; if None, the bundled model whose required modalities were all given:
-        real-MRI models before the phantom demo model, then region models before whole-tumour ones, then
-        the one that uses the most of the given volumes."""
+        """The model card for ``model``; if None, the bundled model made for the given volumes among those whose
+        required modalities were all given (:func:`.models.preference`)."""
         try:
             if model is not None:
                 return find_model(model)
@@ -345,8 +344,7 @@ class DiffSegLogic(RefineMixin):
             needs = "; ".join(f"{c.name}: {', '.join(c.required_modalities)}" for c in list_bundled_models()) or "none bundled"
             raise DiffSegInputError(f"No bundled model can run with the given volumes ({', '.join(volumes) or 'none'}). "
                                     f"Models and the inputs they need: {needs}.")
-        fitting.sort(key=lambda c: (*preference(c), -len(c.given(volumes)), c.name))
-        return fitting[0]
+        return min(fitting, key=lambda c: preference(c, volumes))
 
     # -- review -------------------------------------------------------------------------------
     def rerun_request(self, segmentation, *, slices: tuple[int, int] | None = None, roi=None,

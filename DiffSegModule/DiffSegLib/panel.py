@@ -115,12 +115,13 @@ class PanelController(ReviewMixin, RefineMixin, VTKObservationMixin):
     # -- lifecycle ----------------------------------------------------------------------------
     def enter(self) -> None:
         """The module is shown: make sure a parameter node exists, pick a model (first by
-        :func:`.models.preference`, with its card's sampling defaults) and volumes, render."""
+        :func:`.models.preference` for the volumes loaded, with its card's sampling defaults) and volumes, render."""
         if self.params is None:
             self.params = self.parameter_class(singleton_parameter_node(self.scene))
             self.addObserver(self.params.parameterNode, vtk.vtkCommand.ModifiedEvent, self.parameters_modified)
         if not self.params.model:
-            preferred = sorted(list_bundled_models(), key=lambda c: (*preference(c), c.name))
+            loaded = auto_assign({v.GetID(): v.GetName() for v in scalar_volumes(self.scene)}, list(MODALITY_LABELS))
+            preferred = sorted(list_bundled_models(), key=lambda c: preference(c, loaded or None))
             if preferred:
                 self.params.model = str(preferred[0].path)
                 self.use_card_defaults()

@@ -98,3 +98,17 @@ def test_suspicious_inputs_warn_before_the_run_but_do_not_stop_it(tmp_path, tiny
     assert "warning: noisy: FLAIR does not look skull-stripped" in done.stderr
     assert "T1ce does not look skull-stripped" not in done.stderr
     assert (tmp_path / "out" / "segmentation.nii.gz").is_file()
+
+
+def test_without_model_each_case_gets_the_bundled_model_made_for_its_sequences(tmp_path):
+    """FLAIR alone → brats-flair (same whole tumour, faster: docs/results.md §5); FLAIR + T2 → brats-regions."""
+    cases = tmp_path / "cases"
+    write_phantom_case(cases, "flair_only", make_phantom(1, shape=(48, 48, 8), modalities=("flair",)))
+    write_phantom_case(cases, "flair_t2", make_phantom(2, shape=(48, 48, 8), modalities=("flair", "t2")))
+    out = tmp_path / "out"
+    done = run_engine("segment", "--input", cases, "--out", out, "--members", 1, "--steps", 1, "--progress", "none",
+                      "--slices", "3:5", "--no-overview")
+    assert done.returncode == 0, done.stderr[-2000:]
+    models = {case: json.loads((out / case / "summary.json").read_text())["model"]["name"]
+              for case in ("flair_only", "flair_t2")}
+    assert models == {"flair_only": "brats-flair", "flair_t2": "brats-regions"}

@@ -109,7 +109,8 @@ def test_automatic_choice_prefers_real_mri_region_models(tmp_path, monkeypatch):
         ("four", {"modalities": ["flair", "t1", "t1ce", "t2"]}))]
     monkeypatch.setattr(logic, "list_bundled_models", lambda: cards)
     choose = logic.DiffSegLogic.choose_model
-    assert choose(None, {"flair": 1}).name == "brats-regions"
+    assert choose(None, {"flair": 1}).name == "brats-flair", "made for FLAIR alone (docs/results.md §5)"
+    assert choose(None, {"flair": 1, "t2": 4}).name == "brats-regions", "uses more of the given volumes"
     assert choose(None, {"flair": 1, "t1": 2, "t1ce": 3, "t2": 4}).name == "brats-regions"
     monkeypatch.setattr(logic, "list_bundled_models", lambda: [c for c in cards if c.name != "brats-regions"])
     assert choose(None, {"flair": 1}).name == "brats-flair"
@@ -133,3 +134,28 @@ def test_every_bundled_card_is_read_as_the_engine_declares_it():
         assert card.regions == tuple(declared.get("regions", ["wt"]))
         assert card.optional_modalities == tuple(declared.get("optional_modalities", []))
         assert card.required_modalities == tuple(declared.get("required_modalities", declared["modalities"]))
+
+
+def test_engine_and_module_choose_the_same_bundled_model_for_every_set_of_sequences():
+    """`diffseg segment` without --model and the module's automatic choice rank the bundled models alike."""
+    from itertools import combinations
+
+    from DiffSegExtension.errors import DiffSegInputError as EngineInputError
+    from DiffSegExtension.model_card import choose_bundled_model
+    from DiffSegLib import logic
+    from DiffSegLib.inputs import DiffSegInputError
+
+    sequences = ("flair", "t1", "t1ce", "t2")
+    chosen = {}
+    for k in range(len(sequences) + 1):
+        for given in combinations(sequences, k):
+            try:
+                module = logic.DiffSegLogic.choose_model(None, {m: object() for m in given}).name
+            except DiffSegInputError:
+                with pytest.raises(EngineInputError, match="no bundled model runs on"):
+                    choose_bundled_model(given)
+                continue
+            chosen[given] = choose_bundled_model(given).name
+            assert chosen[given] == module, given
+    assert chosen[("flair",)] == "brats-flair" and chosen[("flair", "t1ce")] == "brats-regions"
+    assert chosen[sequences] == "brats-regions", "the phantom demo model never wins on its own inputs"

@@ -18,6 +18,7 @@ import slicer
 
 from DiffSegLib import dependencies, panelview, regions, results, review, segments
 from DiffSegLib.geometry import vtk_matrix
+from DiffSegLib.logic import DiffSegLogic
 from DiffSegLib.panel import PanelController
 
 
@@ -180,6 +181,20 @@ def test_a_failure_while_storing_the_result_is_shown(make_panel, monkeypatch):
     run_to_end(panel)
     assert panel.views[-1].status == panelview.STATUS_FAILED and panel.handle is None
     assert panel.dialogs_seen.errors and panel.dialogs_seen.errors[0].startswith("Could not write the tumour mask")
+
+
+@pytest.mark.parametrize("loaded, expected", [((), "brats-regions"), (("flair",), "brats-flair"),
+                                              (("flair", "t2"), "brats-regions")])
+def test_the_panel_starts_on_the_bundled_model_made_for_the_loaded_volumes(harness, case_files, parameter_class,
+                                                                          loaded, expected):
+    """FLAIR alone: the FLAIR-only model (same whole tumour, faster, docs/results.md §5); more sequences or an
+    empty scene (nothing to go by): the region model."""
+    for m in loaded:
+        harness.load_volume(case_files[m], f"case0_{m}")
+    controller = PanelController(DiffSegLogic(scene=harness.scene), parameter_class, Dialogs(), lambda view: None)
+    controller.enter()
+    assert controller.card().name == expected
+    controller.cleanup()
 
 
 def test_auto_assign_skips_volume_types_the_selectors_hide(harness, stub, parameter_class, volumes):
