@@ -42,12 +42,14 @@ from benchmarks.evaluation import markdown as md  # noqa: E402
 from benchmarks.evaluation.cases import card_roots, load_cases, sequence_subsets, shown_argv, shown_path  # noqa: E402
 from benchmarks.evaluation.measure import (Settings, diffusion_segment, prepare_for, run_full_volume,  # noqa: E402
                                            stride_sources, subset_rows, with_defaults_from)
-from benchmarks.evaluation.sections import baseline_section, build_targets, reproduce_section, split_section  # noqa: E402
+from benchmarks.evaluation.sections import (baseline_section, build_targets, reproduce_section,  # noqa: E402
+                                            robot_user_section, split_section)
+from benchmarks.robot_user_report import from_saved  # noqa: E402
 from DiffSegExtension.commands.common import add_threads_argument, apply_threads  # noqa: E402
 from DiffSegExtension.evaluation.evaluate import case_metrics  # noqa: E402
 from DiffSegExtension.model_card import load_model  # noqa: E402
 
-FIGURES = {"ensemble": "ensemble_size", "subsets": "sequence_subsets", "worst": "worst_case"}
+FIGURES = {"ensemble": "ensemble_size", "subsets": "sequence_subsets", "worst": "worst_case", "robot": "robot_user"}
 
 
 def figure(key: str) -> str:
@@ -65,6 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--baseline", type=Path, help="region baseline folder (benchmarks/baseline_unet.py)")
     p.add_argument("--baseline-passes", type=int, help="MC-dropout passes (default: matched to the ensemble's FLOPs)")
     p.add_argument("--flair-model", help="FLAIR-only model to compare with the model given FLAIR alone")
+    p.add_argument("--robot-user", type=Path, help="output folder of benchmarks/robot_user.py: its curve becomes §8")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, help="(slice, member) items per network pass (default: engine's)")
@@ -156,13 +159,20 @@ def main(argv: list[str] | None = None) -> dict:
                        f"WORST case {worst.case}: WT Dice {wt_dice[worst.case]:.3f}")
 
     targets = build_targets(default_rows, model.regions, baseline_rows, flair, settings)
+    robot = json.loads((args.robot_user / "robot_user.json").read_text()) if args.robot_user else None
+    robot_text = None
+    if robot is not None:
+        robot_text, draw = from_saved(robot)
+        draw(fig_dir / f"{FIGURES['robot']}.png")
     wall = time.perf_counter() - started
     text = report_text(args, argv, model, settings, roots, names, runs, size_rows, subset_results, flair, baseline,
-                       passes, baseline_rows, worst, wt_dice, targets, wall, cache)
+                       passes, baseline_rows, worst, wt_dice, targets, wall, cache, robot_text)
     results = {"command": shown_argv(argv), "model": model.name, "settings": asdict(settings),
                "sizes": {str(k): v for k, v in size_rows.items()}, "subset_slices": sources,
                "subsets": subset_results, "flair": flair, "baseline": baseline_rows, "baseline_compute": passes,
-               "worst_case": {"case": worst.case, "slice": worst.figure["slice"]}, "targets": targets, "seconds": wall,
+               "worst_case": {"case": worst.case, "slice": worst.figure["slice"]}, "targets": targets,
+               "robot_user": robot and {"protocol": robot["protocol"], "mean": robot["mean"], "targets": robot["targets"]},
+               "seconds": wall,
                "steps": {"measured": cache.computed, "from_cache": cache.reused}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text, encoding="utf-8")
@@ -181,7 +191,7 @@ def _subset_means(subset_results: list[dict]) -> dict[str, dict[str, dict[str, f
 
 
 def report_text(args, argv, model, settings, roots, names, runs, size_rows, subset_results, flair, baseline, passes,
-                baseline_rows, worst, wt_dice, targets, wall, cache) -> str:
+                baseline_rows, worst, wt_dice, targets, wall, cache, robot_text=None) -> str:
     default_rows = size_rows[settings.members]
     label = f"{settings.sampler} {settings.steps} steps × {settings.members} members"
     regions = list(model.regions)
@@ -223,6 +233,7 @@ def report_text(args, argv, model, settings, roots, names, runs, size_rows, subs
              f"The case with the lowest WT Dice ({worst.case}, {md.fmt(wt_dice[worst.case])}), on its slice with the "
              f"most wrong region voxels; uncertainty as the QU-BraTS map (0 certain … 100):\n\n"
              f"![worst case]({figure('worst')})\n\n",
+             robot_user_section(robot_text, figure('robot')),
              reproduce_section(shown_argv(argv), settings)]
     return "\n".join(text)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -133,3 +134,10 @@ def write_report(out: Path, protocol: dict, results: dict) -> dict[str, str]:
     paths["markdown"].write_text(markdown(protocol, results, curves, stats, goals), encoding="utf-8")
     figure(paths["figure"], protocol, results, curves)
     return {k: str(v) for k, v in paths.items()}
+
+
+def from_saved(data: dict) -> tuple[str, Callable[[Path], None]]:
+    """The markdown of a saved ``robot_user.json`` and a function drawing its figure to a path."""
+    stats = {key: data[key] for key in ("interactions", "seconds", "uncertainty_in_component")}
+    text = markdown(data["protocol"], data["cases"], data["mean"], stats, data["targets"])
+    return text, lambda path: figure(path, data["protocol"], data["cases"], data["mean"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.evaluation.evaluate import case_metrics
 from DiffSegExtension.inference.segment import SegmentOptions, segment_case
 from DiffSegExtension.model_card import load_model
+from testing_utils import engine_env
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CASES = ["phantom2", "phantom3"]
@@ -54,7 +57,8 @@ def test_report_has_every_section_row_and_figure(region_report):
     assert "QUICK SMOKE RUN" in text and json.loads((out / "results.json").read_text())["targets"] == results["targets"]
     for heading in ("## Targets of issue 8", "## 1. Split and data", "## 2. Full-volume validation",
                     "## 3. Ensemble size", "## 4. Available sequences (one brain slice in 3)", "## 5. FLAIR alone",
-                    "## 6. Deterministic baseline", "## 7. Worst case", "## 8. How to reproduce"):
+                    "## 6. Deterministic baseline", "## 7. Worst case",
+                    "## 8. Clinician-guided refinement (robot user)\n\nNot run", "## 9. How to reproduce"):
         assert heading in text
     for region in ("WT (whole tumour)", "TC (tumour core)", "ET (enhancing tumour)"):
         assert text.count(f"**{region}**") == 2, "one per-case table for the ensemble, one for the baseline"
@@ -92,6 +96,25 @@ def test_an_interrupted_report_resumes_from_its_finished_steps(region_report):
     reseeded = eval_report.main([*argv, "--out", str(region_report["out"].parent / "seed1"), "--seed", "1",
                                  "--subset-stride", "9"])
     assert reseeded["steps"]["from_cache"] == []
+
+
+def test_a_robot_user_run_becomes_section_8(region_report, tiny_region_run, phantom_cases, tmp_path):
+    """The curve, table and targets of a real `benchmarks/robot_user.py` run become §8 of the report."""
+    robot = tmp_path / "robot"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "robot_user.py"), "--model", str(tiny_region_run),
+                           "--data", str(phantom_cases), "--cases", "phantom3", "--out", str(robot), "--clicks", "1",
+                           "--members", "2", "--steps", "2"], env=engine_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "docs"
+    results = eval_report.main([*region_report["argv"], "--out", str(out), "--robot-user", str(robot)])
+    saved = json.loads((robot / "robot_user.json").read_text())
+    assert results["robot_user"]["targets"] == saved["targets"] and results["robot_user"]["mean"] == saved["mean"]
+    text = (out / "results.md").read_text()
+    section = text[text.index("## 8. Clinician-guided refinement (robot user): model '"):text.index("## 9. How to reproduce")]
+    assert "| phantom3 | diffusion |" in section and "| **mean** | sphere |" in section
+    assert all(f"| {t['target']} | {t['value']} |" in section for t in saved["targets"])
+    assert "(figures/robot_user.png)" in section and (out / "figures" / "robot_user.png").read_bytes()[:8] == PNG_MAGIC
+    assert not ABSOLUTE.search(text), ABSOLUTE.search(text)
 
 
 def test_report_holds_no_absolute_path(region_report, tmp_path):

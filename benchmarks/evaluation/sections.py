@@ -141,15 +141,31 @@ def build_targets(rows: list[dict], regions: tuple[str, ...], baseline_rows: lis
     return targets
 
 
+def robot_user_section(robot_text: str | None, figure_link: str) -> str:
+    """§8: the robot user's table, targets and curve (issue 10), from a ``benchmarks/robot_user.py`` run."""
+    if robot_text is None:
+        return ("## 8. Clinician-guided refinement (robot user)\n\nNot run: give `--robot-user DIR`, the output "
+                "folder of `benchmarks/robot_user.py`.\n\n")
+    body = robot_text.split("\n", 1)[1]  # its own "## Robot user: ..." heading becomes this section's
+    title = robot_text.split("\n", 1)[0].removeprefix("## Robot user: ")
+    return (f"## 8. Clinician-guided refinement (robot user): {title}\n\n"
+            "Protocol of interactive-segmentation benchmarks: after the automatic run, one click at a time at the "
+            "centre of the largest 3D error component (include for a missed part, exclude for a false one), "
+            "`diffseg refine` after each; measured by `benchmarks/robot_user.py` on the same validation cases.\n"
+            f"{body}\n![Dice after each robot click]({figure_link})\n\n")
+
+
 def reproduce_section(argv: list[str], settings) -> str:
-    return f"""## 8. How to reproduce
+    return f"""## 9. How to reproduce
 
 1. Install the engine (`pip install -e .` in the repository, Python 3.10+, CPU PyTorch is enough) and put the
    data next to the repository (`../shared/data`, see its README).
 2. The model: `python scripts/build_brats_regions_model.py` (trains, then writes `Resources/Models/brats-regions`).
 3. The baseline on the same split and budget:
    `python benchmarks/baseline_unet.py --split-from brats-regions --out runs/baseline-regions`.
-4. This report: `{shlex.join(['python', 'benchmarks/eval_report.py', *argv])}`.
+4. With `--robot-user DIR`: first `python benchmarks/robot_user.py --model MODEL --data ../shared/data/brats2018_4mod
+   --out DIR` (add `--compare-model brats-regions` for a guided model).
+5. This report: `{shlex.join(['python', 'benchmarks/eval_report.py', *argv])}`.
 
 Everything is seeded (sampling seed {settings.seed}: the noise of member m of slice s depends only on (seed, s, m);
 the baseline's dropout masks on the seed), so the numbers repeat on the same machine; the seconds depend on the
