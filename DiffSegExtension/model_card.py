@@ -49,19 +49,19 @@ def choose_bundled_model(given: Iterable[str]) -> Path:
     one that lacks fewest of its own inputs (FLAIR alone: ``brats-flair``, made for it, rather than ``brats-regions``
     without its optional sequences: same whole-tumour Dice, 2.7× faster, docs/results.md §5), then region models."""
     given = set(given)
-    ranked = []
+    ranked, needs = [], []
     for folder in list_bundled_models():
         card = read_model_card(folder)
-        modalities, optional = card["modalities"], set(card.get("optional_modalities", []))
-        if all(m in given or m in optional for m in modalities):
-            used = sum(m in given for m in modalities)
-            ranked.append(((card["name"] == "phantom", -used, len(modalities) - used, -len(card.get("regions", ["wt"])),
-                            card["name"]), folder))
+        config = ModelConfig.from_dict(card["config"])
+        required = config.network.required_modalities
+        needs.append(f"{folder.name}: {', '.join(required)}")
+        if given.issuperset(required):
+            used = len(given.intersection(config.modalities))
+            ranked.append(((card["name"] == "phantom", -used, len(config.modalities) - used,
+                            -len(config.network.regions), card["name"]), folder))
     if not ranked:
-        needs = "; ".join(f"{f.name}: {', '.join(m for m in c['modalities'] if m not in c.get('optional_modalities', []))}"
-                          for f, c in ((f, read_model_card(f)) for f in list_bundled_models()))
         raise DiffSegInputError(f"no bundled model runs on {', '.join(sorted(given)) or 'no input'}: models and the "
-                                f"sequences they need: {needs or 'none installed'}; add a sequence or give --model")
+                                f"sequences they need: {'; '.join(needs) or 'none installed'}; add a sequence or give --model")
     return min(ranked)[1]
 
 
