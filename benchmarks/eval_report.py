@@ -42,8 +42,8 @@ from benchmarks.evaluation import markdown as md  # noqa: E402
 from benchmarks.evaluation.cases import card_roots, load_cases, sequence_subsets, shown_argv, shown_path  # noqa: E402
 from benchmarks.evaluation.measure import (Settings, diffusion_segment, prepare_for, run_full_volume,  # noqa: E402
                                            stride_sources, subset_rows, with_defaults_from)
-from benchmarks.evaluation.sections import (baseline_section, build_targets, reproduce_section,  # noqa: E402
-                                            robot_user_section, split_section)
+from benchmarks.evaluation.sections import (ROBOT_USER_HEADING, baseline_section, build_targets,  # noqa: E402
+                                            reproduce_section, robot_user_section, split_section)
 from benchmarks.robot_user_report import from_saved  # noqa: E402
 from DiffSegExtension.commands.common import add_threads_argument, apply_threads  # noqa: E402
 from DiffSegExtension.evaluation.evaluate import case_metrics  # noqa: E402
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     robot = json.loads((args.robot_user / "robot_user.json").read_text()) if args.robot_user else None
     robot_text = None
     if robot is not None:
-        robot_text, draw = from_saved(robot)
+        robot_text, draw = from_saved(robot, ROBOT_USER_HEADING)
         draw(fig_dir / f"{FIGURES['robot']}.png")
     wall = time.perf_counter() - started
     text = report_text(args, argv, model, settings, roots, names, runs, size_rows, subset_results, flair, baseline,

@@ -71,12 +71,17 @@ def targets(protocol: dict, results: dict, curves: dict, stats: dict) -> list[di
     return [{"target": t, "value": v, "met": bool(m)} for t, v, m in rows]
 
 
-def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: list[dict]) -> str:
+def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: list[dict],
+             heading: str = "## Robot user") -> str:
     clicks = protocol["clicks"]
     options = protocol["options"]
     head = "| case | method | " + " | ".join(f"{n} click{'s' if n != 1 else ''}" for n in range(clicks + 1)) + " |"
     labels = methods(protocol)
-    lines = [f"## Robot user: model '{protocol['model']}', {len(results)} cases",
+    lines = [f"{heading}: model '{protocol['model']}', {len(results)} cases",
+             "",
+             "Protocol of interactive-segmentation benchmarks: after the automatic run, one click at a time at the "
+             "centre of the largest 3D error component (include for a missed part, exclude for a false one), "
+             "`diffseg refine` after each.",
              "",
              f"{options.get('ensemble', 'full')} ensemble, {options['sampler']} {options['steps']} steps × "
              f"{options['members']} members, seed {options['seed']}; "
@@ -136,8 +141,8 @@ def write_report(out: Path, protocol: dict, results: dict) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
-def from_saved(data: dict) -> tuple[str, Callable[[Path], None]]:
-    """The markdown of a saved ``robot_user.json`` and a function drawing its figure to a path."""
+def from_saved(data: dict, heading: str) -> tuple[str, Callable[[Path], None]]:
+    """The markdown of a saved ``robot_user.json`` under ``heading`` and a function drawing its figure to a path."""
     stats = {key: data[key] for key in ("interactions", "seconds", "uncertainty_in_component")}
-    text = markdown(data["protocol"], data["cases"], data["mean"], stats, data["targets"])
+    text = markdown(data["protocol"], data["cases"], data["mean"], stats, data["targets"], heading)
     return text, lambda path: figure(path, data["protocol"], data["cases"], data["mean"])

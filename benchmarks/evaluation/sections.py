@@ -141,18 +141,16 @@ def build_targets(rows: list[dict], regions: tuple[str, ...], baseline_rows: lis
     return targets
 
 
+ROBOT_USER_HEADING = "## 8. Clinician-guided refinement (robot user)"
+
+
 def robot_user_section(robot_text: str | None, figure_link: str) -> str:
-    """§8: the robot user's table, targets and curve (issue 10), from a ``benchmarks/robot_user.py`` run."""
+    """§8: the robot user's table, targets and curve (issue 10): ``robot_text`` is a ``benchmarks/robot_user.py``
+    run's markdown under :data:`ROBOT_USER_HEADING`."""
     if robot_text is None:
-        return ("## 8. Clinician-guided refinement (robot user)\n\nNot run: give `--robot-user DIR`, the output "
-                "folder of `benchmarks/robot_user.py`.\n\n")
-    body = robot_text.split("\n", 1)[1]  # its own "## Robot user: ..." heading becomes this section's
-    title = robot_text.split("\n", 1)[0].removeprefix("## Robot user: ")
-    return (f"## 8. Clinician-guided refinement (robot user): {title}\n\n"
-            "Protocol of interactive-segmentation benchmarks: after the automatic run, one click at a time at the "
-            "centre of the largest 3D error component (include for a missed part, exclude for a false one), "
-            "`diffseg refine` after each; measured by `benchmarks/robot_user.py` on the same validation cases.\n"
-            f"{body}\n![Dice after each robot click]({figure_link})\n\n")
+        return (f"{ROBOT_USER_HEADING}\n\nNot run: give `--robot-user DIR`, the output folder of "
+                "`benchmarks/robot_user.py`.\n\n")
+    return f"{robot_text}\n![Dice after each robot click]({figure_link})\n\n"
 
 
 def reproduce_section(argv: list[str], settings) -> str:
