@@ -8,9 +8,11 @@ For each case with a label: the automatic run (``segment``), then up to ``--clic
 centre of the largest 3D error component of the current whole-tumour mask (6-connected; include for a
 missed part, exclude for a false one; centre = the component voxel farthest from its border in mm, by
 ``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance conditions every sampler
-step; only the touched slices are re-sampled). The comparison without the diffusion condition follows the
-same protocol on its own mask, painting a sphere of ``--sphere-radius`` mm at each click (include: into
-the whole tumour; exclude: out of every region). ``--compare-model`` runs the diffusion protocol once more with a
+step; only the touched slices are re-sampled; beyond them each click re-weights the ensemble out to
+``--reach`` mm). The comparison without the diffusion condition follows the same protocol on its own mask,
+painting a sphere of ``--sphere-radius`` mm at each click (include: into the whole tumour; exclude: out of
+every region). With a reach, the clicks' evidence alone (the automatic ensemble re-weighted and the ball
+pinned, nothing re-sampled) follows it too, so the share of the re-sampling is visible. ``--compare-model`` runs the diffusion protocol once more with a
 second model (e.g. the unguided model a guided one was fine-tuned from: inpainting only, no hint planes), from
 its own automatic run. Reported per case: Dice per region after 0 … n clicks,
 seconds per interaction (load previous + refine + write, in process; model already loaded), and the mean
@@ -40,10 +42,12 @@ from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noq
 from DiffSegExtension.inference.outputs import write_outputs  # noqa: E402
 from DiffSegExtension.inference.segment import SegmentOptions, segment_case  # noqa: E402
 from DiffSegExtension.model_card import LoadedModel, load_model  # noqa: E402
+from DiffSegExtension.inference.outputs import MAP_KINDS  # noqa: E402
+from DiffSegExtension.refinement.click_evidence import DEFAULT_REACH_MM, apply_click_evidence  # noqa: E402
 from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball  # noqa: E402
 from DiffSegExtension.refinement.previous import load_previous  # noqa: E402
 from DiffSegExtension.refinement.record import write_guidance  # noqa: E402
-from DiffSegExtension.refinement.refine import refine_case  # noqa: E402
+from DiffSegExtension.refinement.refine import pin_known, refine_case  # noqa: E402
 from DiffSegExtension.regions import region_masks  # noqa: E402
 from robot_user_report import write_report  # noqa: E402
 
@@ -85,14 +89,15 @@ def _click_record(click: Click, **extra) -> dict:
 
 
 def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: SegmentOptions, clicks: int,
-                  radius: float, margin: int, work: Path) -> tuple[dict, np.ndarray]:
-    """Automatic run then robot clicks through ``refine``; returns the record and the automatic masks (R, ...)."""
+                  radius: float, reach: float, margin: int, work: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Automatic run then robot clicks through ``refine``; returns the record and the automatic maps
+    (kind → (R, ...), :data:`MAP_KINDS`)."""
     regions = tuple(model.regions)
     card = {"name": model.name, "folder": str(model.folder), "modalities": list(model.modalities)}
     seg = segment_case(model, case, options)
     folder = work / "click0"
     write_outputs(seg, case, folder, card, overwrite=True)
-    first, masks = seg.mask.copy(), seg.mask
+    first, masks = {kind: getattr(seg, kind).copy() for kind in MAP_KINDS}, seg.mask
     record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": [],
               "segment_seconds": round(seg.seconds, 3)}
     for n in range(1, clicks + 1):
@@ -101,7 +106,7 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
             break
         started = time.perf_counter()
         previous = load_previous(folder, case, regions)
-        new = Guidance([Point(click.kind, click.ras, "wt", radius)])
+        new = Guidance([Point(click.kind, click.ras, "wt", radius, reach)])
         result = refine_case(model, case, previous, new, options, margin=margin)
         folder = work / f"click{n}"
         write_outputs(result.seg, case, folder, card, overwrite=True, extra_summary=result.summary(new),
@@ -115,6 +120,27 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
         for r, v in region_dice(masks, truth, regions).items():
             record["dice"][r].append(v)
     return record, first
+
+
+def run_evidence(first: dict[str, np.ndarray], case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
+                 radius: float, reach: float, members: int) -> dict:
+    """The same protocol with the clicks' evidence alone: the automatic maps re-weighted by each click and its
+    ball pinned, as refine does off the re-sampled slices, without sampling anything."""
+    maps = {kind: values.copy() for kind, values in first.items()}
+    masks = (maps["probability"] >= 0.5).astype(np.uint8)
+    record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": []}
+    for _ in range(clicks):
+        click = next_click(masks[0], truth[0], case.affine)
+        if click is None:
+            break
+        point = Point(click.kind, click.ras, "wt", radius, reach)
+        apply_click_evidence(maps, [point], case.affine, regions, members)
+        pin_known(maps, Guidance([point]).known(case.affine, case.shape, regions))
+        masks = (maps["probability"] >= 0.5).astype(np.uint8)
+        record["clicks"].append(_click_record(click))
+        for r, v in region_dice(masks, truth, regions).items():
+            record["dice"][r].append(v)
+    return record
 
 
 def run_sphere(first: np.ndarray, case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
@@ -169,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--radius", type=float, default=3.0, help="refine's ball radius per click (mm)")
+    parser.add_argument("--reach", type=float, default=DEFAULT_REACH_MM,
+                        help="refine's reach of a click's evidence (mm; 0: the ball only)")
     parser.add_argument("--margin", type=int, default=0, help="refine's slice margin")
     parser.add_argument("--sphere-radius", type=float, default=None,
                         help="the no-diffusion comparison's sphere (mm; default: --radius, the ball refine pins)")
@@ -191,19 +219,24 @@ def main(argv: list[str] | None = None) -> int:
     for folder in select_cases(args.data, args.cases, model, args.max_cases):
         case = load_case(folder, model.modalities, with_label=True, optional=model.optional_modalities)
         truth = region_masks(case.label_map, regions)
-        diffusion, first = run_diffusion(model, case, truth, options, args.clicks, args.radius, args.margin,
-                                         args.out / "work" / case.name)
+        diffusion, first = run_diffusion(model, case, truth, options, args.clicks, args.radius, args.reach,
+                                         args.margin, args.out / "work" / case.name)
+        first_masks = (first["probability"] >= 0.5).astype(np.uint8)
         results[case.name] = {"diffusion": diffusion,
-                              "sphere": run_sphere(first, case, truth, regions, args.clicks, args.sphere_radius)}
+                              "sphere": run_sphere(first_masks, case, truth, regions, args.clicks, args.sphere_radius)}
+        if args.reach > 0:
+            results[case.name]["evidence"] = run_evidence(first, case, truth, regions, args.clicks, args.radius,
+                                                          args.reach, options.members)
         if compare is not None:
             results[case.name]["compare"] = run_diffusion(compare, case, truth, options, args.clicks, args.radius,
-                                                          args.margin, args.out / "work" / case.name / "compare")[0]
+                                                          args.reach, args.margin,
+                                                          args.out / "work" / case.name / "compare")[0]
         for record in results[case.name].values():
             pad_curves(record, args.clicks)
         print(f"{case.name}: WT Dice " + "; ".join(f"{method} {' '.join(f'{d:.3f}' for d in record['dice']['wt'])}"
                                                    for method, record in results[case.name].items()), flush=True)
     protocol = {"model": model.name, "compare_model": compare.name if compare else None,
-                "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius,
+                "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius, "reach_mm": args.reach,
                 "margin_slices": args.margin, "sphere_radius_mm": args.sphere_radius,
                 "options": {"members": options.members, "steps": options.steps, "sampler": options.sampler,
                             "seed": options.seed, "ensemble": options.ensemble}}

@@ -9,13 +9,15 @@ from typing import Callable
 
 import numpy as np
 
-COLOURS = {"diffusion": "tab:blue", "sphere": "tab:orange", "compare": "tab:green"}
+COLOURS = {"diffusion": "tab:blue", "sphere": "tab:orange", "evidence": "tab:purple", "compare": "tab:green"}
 
 
 def methods(protocol: dict) -> dict[str, str]:
     """The compared methods of a run, key → label."""
     labels = {"diffusion": f"refine with '{protocol['model']}' (guidance conditions the diffusion)",
               "sphere": "sphere painted, no diffusion"}
+    if protocol.get("reach_mm"):
+        labels["evidence"] = "click evidence alone, nothing re-sampled"
     if protocol.get("compare_model"):
         labels["compare"] = f"refine with '{protocol['compare_model']}'"
     return labels
@@ -85,7 +87,8 @@ def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: li
              "",
              f"{options.get('ensemble', 'full')} ensemble, {options['sampler']} {options['steps']} steps × "
              f"{options['members']} members, seed {options['seed']}; "
-             f"click ball {protocol['radius_mm']} mm, ± {protocol['margin_slices']} slices re-sampled; "
+             f"click ball {protocol['radius_mm']} mm, ± {protocol['margin_slices']} slices re-sampled, "
+             f"evidence reach {protocol.get('reach_mm', 0):g} mm; "
              f"comparison sphere {protocol['sphere_radius_mm']} mm. Methods: "
              + "; ".join(f"{key} = {label}" for key, label in labels.items()) + ". Whole-tumour Dice after each click:",
              "", head, "|" + "---|" * (clicks + 3)]

@@ -15,6 +15,7 @@ from DiffSegExtension.inference.outputs import check_output_folder, write_output
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import resolve_device
 from DiffSegExtension.model_card import load_model
+from DiffSegExtension.refinement.click_evidence import DEFAULT_REACH_MM
 from DiffSegExtension.refinement.guidance import DEFAULT_RADIUS_MM, Guidance, Point, parse_point
 from DiffSegExtension.refinement.previous import load_previous, previous_model
 from DiffSegExtension.refinement.record import load_strokes, write_guidance
@@ -50,6 +51,9 @@ def add_parser(sub) -> None:
                    help="painted labels on the input grid: 1 = inside the region, 2 = not in it")
     p.add_argument("--region", default="wt", help="region of --include and --strokes (wt, tc or et; default wt)")
     p.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM, help="radius of a point's ball in mm (default 3)")
+    p.add_argument("--reach", type=float, default=DEFAULT_REACH_MM,
+                   help="how far (mm) a point's evidence re-weights the ensemble beyond its ball, falling linearly "
+                        f"to nothing (default {DEFAULT_REACH_MM:g}; 0: the ball only)")
     p.add_argument("--margin", type=int, default=DEFAULT_MARGIN,
                    help="extra slices re-sampled on each side of the slices the guidance touches (default 0: "
                         "with the previous run's settings they would come out unchanged)")
@@ -92,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
                                 "use one of them")
     if args.radius <= 0:
         raise DiffSegInputError(f"--radius must be > 0 mm, got {args.radius}")
+    if args.reach < 0:
+        raise DiffSegInputError(f"--reach must be >= 0 mm (0: no reach beyond the ball), got {args.reach}")
     check_output_folder(args.out, args.overwrite)
     case = load_case(_case_source(args, model), model.modalities, optional=model.optional_modalities)
     previous = load_previous(args.previous, case, regions)
     options = sampling_options(_inherit_sampling(args, previous.summary.get("options", {})), model)
     resolve_device(options.device)
-    points = [Point(kind, parse_point(text, kind), args.region, args.radius) for kind, text in args.points]
+    points = [Point(kind, parse_point(text, kind), args.region, args.radius, args.reach) for kind, text in args.points]
     strokes = {args.region: load_strokes(args.strokes, case)} if args.strokes is not None else {}
     new = Guidance(points, strokes)
     progress.log(f"refining {case.name} from {args.previous}: {len(points)} points"

@@ -1,6 +1,7 @@
 """The clinician's guidance: include / exclude points (RAS mm) and painted strokes → known voxels.
 
-A point becomes a ball of ``radius_mm`` around it in physical space (so it reaches neighbouring slices);
+A point becomes a ball of ``radius_mm`` around it in physical space (so it reaches neighbouring slices),
+and beyond the ball it is evidence out to ``reach_mm`` (:mod:`~DiffSegExtension.refinement.click_evidence`);
 strokes are label volumes on the input grid (1 = inside the region, 2 = not in the region). Regions nest
 (WT ⊇ TC ⊇ ET): "inside region r" also means inside every outer region, "not in r" also means not in
 any inner region, and an exclude point is background in every region.
@@ -23,20 +24,24 @@ STROKE_INSIDE, STROKE_OUTSIDE = 1, 2
 
 @dataclass(frozen=True)
 class Point:
-    """One click: ``kind`` include / exclude at ``ras`` (mm); an include point means inside ``region``."""
+    """One click: ``kind`` include / exclude at ``ras`` (mm); an include point means inside ``region``. The
+    ball of ``radius_mm`` is known; ``reach_mm`` (0: none) is how far its evidence reaches."""
 
     kind: str
     ras: tuple[float, float, float]
     region: str = "wt"
     radius_mm: float = DEFAULT_RADIUS_MM
+    reach_mm: float = 0.0
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "ras_mm": list(self.ras), "region": self.region, "radius_mm": self.radius_mm}
+        return {"kind": self.kind, "ras_mm": list(self.ras), "region": self.region, "radius_mm": self.radius_mm,
+                "reach_mm": self.reach_mm}
 
     @classmethod
     def from_json(cls, data: dict) -> "Point":
+        """A recorded point; one recorded before points had a reach has none (it was applied without)."""
         return cls(str(data["kind"]), tuple(float(v) for v in data["ras_mm"]), str(data.get("region", "wt")),
-                   float(data.get("radius_mm", DEFAULT_RADIUS_MM)))
+                   float(data.get("radius_mm", DEFAULT_RADIUS_MM)), float(data.get("reach_mm", 0.0)))
 
 
 def parse_point(text: str, kind: str) -> tuple[float, float, float]:

@@ -6,9 +6,11 @@ with hint planes (``NetworkConfig.guidance``) also reads them as a condition of 
 the mask can follow them. Only the source slices (along the superior–inferior axis) that the new guidance
 touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a window
 around the previous result's tumour and the guidance (as the adaptive ensemble's windows: + 16 px, never
-smaller than the training crop); every other slice keeps the previous maps bit for bit. On the input grid
-the known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the label map is
-rebuilt from the merged probabilities.
+smaller than the training crop); every other slice keeps the previous maps. Each point's evidence then
+reaches beyond its slices (:mod:`~DiffSegExtension.refinement.click_evidence`): the new points' on every
+slice, the earlier points' again on the re-sampled slices, whose maps are fresh. On the input grid the
+known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the label map is rebuilt
+from the merged probabilities.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, de
                                                 min_window, resolve_device, segmentation_from_members)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
+from DiffSegExtension.refinement.click_evidence import apply_click_evidence
 from DiffSegExtension.refinement.guidance import Guidance
 from DiffSegExtension.refinement.previous import PreviousResult
 from DiffSegExtension.regions import label_map_from_regions
@@ -101,10 +104,10 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     progress.close()
     fresh = segmentation_from_members(prepared, members, options, passes, regions)
     maps = _merge(previous.maps, fresh, prepared)
-    pinned = known != 0
-    maps["probability"][pinned] = (known[pinned] > 0).astype(np.float32)
-    maps["uncertainty"][pinned] = 0.0
-    maps["entropy"][pinned] = 0.0
+    apply_click_evidence(maps, previous.guidance.points, case.affine, regions, options.members,
+                         within=_slab(case.shape, prepared))
+    apply_click_evidence(maps, new.points, case.affine, regions, options.members)
+    pin_known(maps, known)
     mask = (maps["probability"] >= 0.5).astype(np.uint8)
     seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,
                        prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options,
@@ -145,11 +148,32 @@ def known_slices(prepared: PreparedVolume, known: np.ndarray) -> tuple[torch.Ten
     return torch.where(inside, 1.0, -1.0), inside | outside
 
 
-def _merge(previous: dict[str, np.ndarray], fresh: Segmentation, prepared: PreparedVolume) -> dict[str, np.ndarray]:
-    """The previous maps with the re-sampled source slices replaced by ``fresh``'s (copies)."""
+def pin_known(maps: dict[str, np.ndarray], known: np.ndarray) -> None:
+    """Set the known voxels ((R, *shape) int8, :meth:`Guidance.known`) of ``maps`` in place: probability 1 or 0,
+    uncertainty and entropy 0."""
+    pinned = known != 0
+    maps["probability"][pinned] = (known[pinned] > 0).astype(np.float32)
+    maps["uncertainty"][pinned] = 0.0
+    maps["entropy"][pinned] = 0.0
+
+
+def _source_index(prepared: PreparedVolume) -> tuple:
+    """Index of the re-sampled source slices into an (R, *shape) array."""
     index = [slice(None)] * 4
     index[1 + prepared.frame.slice_axis] = sorted(prepared.source_slices)
-    index = tuple(index)
+    return tuple(index)
+
+
+def _slab(shape: tuple[int, int, int], prepared: PreparedVolume) -> np.ndarray:
+    """(*shape) bool: the voxels of the re-sampled source slices."""
+    slab = np.zeros((1, *shape), dtype=bool)
+    slab[_source_index(prepared)] = True
+    return slab[0]
+
+
+def _merge(previous: dict[str, np.ndarray], fresh: Segmentation, prepared: PreparedVolume) -> dict[str, np.ndarray]:
+    """The previous maps with the re-sampled source slices replaced by ``fresh``'s (copies)."""
+    index = _source_index(prepared)
     maps = {}
     for kind in MAP_KINDS:
         maps[kind] = previous[kind].copy()

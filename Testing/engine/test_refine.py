@@ -96,8 +96,11 @@ def test_an_include_point_makes_its_3d_ball_tumour(included, first, case_dir):
     assert summary["slices_sampled"] == len(summary["refine"]["resampled_slices"])
 
 
-def test_untouched_slices_keep_the_previous_maps_bit_for_bit(included, first):
-    out, _ = included
+def test_without_reach_untouched_slices_keep_the_previous_maps_bit_for_bit(tmp_path, included, tiny_run, case_dir,
+                                                                           first):
+    _, voxel = included
+    out = tmp_path / "ball_only"
+    assert refine(tiny_run, case_dir, first, out, point_arg("include", ras_of(case_dir, voxel)), extra=["--reach", "0"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     index = [slice(None)] * 3
     index[summary["slice_axis"]] = sorted(set(range(load(out, "probability").shape[summary["slice_axis"]]))
@@ -108,6 +111,20 @@ def test_untouched_slices_keep_the_previous_maps_bit_for_bit(included, first):
     assert not np.array_equal(load(first, "probability"), load(out, "probability"))
     image = nib.load(out / "probability.nii.gz")
     assert np.allclose(image.affine, nib.load(first / "probability.nii.gz").affine)
+
+
+def test_beyond_its_slices_a_point_reweights_only_the_voxels_members_disagree_on(included, first):
+    out, _ = included
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refine"]["guidance"]["points"][0]["reach_mm"] == 40.0, "the default reach is recorded"
+    axis = summary["slice_axis"]
+    off = np.ones(load(out, "probability").shape, bool)
+    np.moveaxis(off, axis, 0)[summary["refine"]["resampled_slices"]] = False
+    before, after = load(first, "probability")[off], load(out, "probability")[off]
+    agreed = (before == 0) | (before == 1)
+    assert np.array_equal(before[agreed], after[agreed]), "voxels every member agrees on stay"
+    assert (~agreed).sum() > 10 and np.all(after[~agreed] > before[~agreed]), "an include point raises the rest"
+    assert np.allclose(load(out, "uncertainty")[off], after * (1 - after), atol=1e-6)
 
 
 def test_same_seed_same_result(tmp_path, included, tiny_run, case_dir, first):
@@ -246,7 +263,7 @@ def test_refining_in_place_replaces_the_folder_with_overwrite(tmp_path, included
 def test_a_margin_slice_without_guidance_comes_out_as_before(tmp_path, included, tiny_run, case_dir, first):
     _, voxel = included
     assert refine(tiny_run, case_dir, first, tmp_path / "m", point_arg("include", ras_of(case_dir, voxel)),
-                  extra=["--margin", "2"]) == 0
+                  extra=["--margin", "2", "--reach", "0"]) == 0
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     reference = nib.load(case_dir / "obl_flair.nii.gz")
     ball = point_ball(Point("include", tuple(ras_of(case_dir, voxel))), reference.affine, reference.shape)

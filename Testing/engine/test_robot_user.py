@@ -46,7 +46,7 @@ def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, run, phantom_case
     case = report["cases"]["phantom3"]
     regions = ["wt", "tc", "et"] if run == "tiny_region_run" else ["wt"]
     assert report["protocol"]["regions"] == regions
-    for method in ("diffusion", "sphere"):
+    for method in ("diffusion", "sphere", "evidence"):
         assert list(case[method]["dice"]) == regions
         assert all(len(d) == 3 and all(0 <= v <= 1 for v in d) for d in case[method]["dice"].values())
     clicks = case["diffusion"]["clicks"]
@@ -55,6 +55,8 @@ def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, run, phantom_case
     assert report["mean"]["diffusion"]["wt"][0] == case["diffusion"]["dice"]["wt"][0]
     assert len(report["targets"]) == 6 + bool(compare) and report["seconds"]["median"] > 0
     assert "| **mean** | diffusion |" in (tmp_path / "robot_user.md").read_text()
+    assert [c["voxel"] for c in case["evidence"]["clicks"]][:1] == [c["voxel"] for c in clicks][:1], \
+        "the evidence-only method starts from the same automatic result"
     if compare:
         assert case["compare"]["dice"] == case["diffusion"]["dice"], "same model, same seed, same clicks"
         assert [c["voxel"] for c in case["compare"]["clicks"]] == [c["voxel"] for c in clicks]
