@@ -5,7 +5,8 @@ while the error a clinician clicks on usually spans tens of slices. A click says
 an include click, the members that call a voxel tumour are right more often than the ensemble's vote
 says. Each point therefore multiplies the odds p / (1 − p) of every voxel within ``reach_mm`` of it by a
 likelihood ratio — an importance weight on the members that agree with the click — that is largest at
-the point and falls linearly with physical distance to 1 at ``reach_mm``. At the point it lifts a voxel
+the point and falls linearly with physical distance to 1 at ``reach_mm``, in the point's region only
+(the whole tumour for a plain click; inner regions follow only as nesting needs). At the point it lifts a voxel
 that 1 of N members calls region to ``TARGET`` (include), or lowers one that 1 of N members calls
 background to 1 − ``TARGET`` (exclude). Voxels on which every member agrees (probability 0 or 1) keep
 their value: a click cannot create tumour that no member proposed, only the diffusion can, on the
@@ -53,35 +54,40 @@ def falloff(point: Point, affine: np.ndarray, shape: tuple[int, ...]) -> tuple[t
 def apply_click_evidence(maps: dict[str, np.ndarray], points: list[Point], affine: np.ndarray,
                          regions: tuple[str, ...], members: int, within: np.ndarray | None = None) -> None:
     """Re-weight ``maps`` (probability / uncertainty / entropy, each (R, *shape) float32) in place by the
-    evidence of ``points``, only inside ``within`` ((*shape) bool; everywhere when ``None``).
+    evidence of ``points``, in order, only inside ``within`` ((*shape) bool; everywhere when ``None``).
 
-    An include point of region r speaks for r and every outer region; an exclude point against every
-    region. Probabilities stay nested (an inner region never above an outer one).
+    A point's evidence is about its own region's border (an exclude point's region is the whole tumour
+    unless it names another): only that region is re-weighted, and the others follow only as far as
+    nesting needs (after an include the outer regions are at least the region, after an exclude the
+    inner ones at most).
     """
     probability = maps["probability"]
-    shape = probability.shape[1:]
-    shift = np.zeros_like(probability)
     strength = click_strength(members)
     for point in points:
-        reach = falloff(point, affine, shape)
+        reach = falloff(point, affine, probability.shape[1:])
         if reach is None:
             continue
         box, weight = reach
         if within is not None:
             weight = weight * within[box]
+        r = regions.index(point.region)
+        local = probability[(slice(None), *box)]  # a view: (R, *box)
+        open_ = (weight > 0) & (local[r] > 0) & (local[r] < 1)
+        if not open_.any():
+            continue
+        before = local.copy()
+        p = local[r][open_].astype(np.float64)
+        sign = 1.0 if point.kind == "include" else -1.0
+        local[r][open_] = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + sign * strength * weight[open_])))
         if point.kind == "include":
-            shift[(slice(0, regions.index(point.region) + 1), *box)] += strength * weight
+            for outer in range(r - 1, -1, -1):
+                np.maximum(local[outer], local[outer + 1], out=local[outer])
         else:
-            shift[(slice(None), *box)] -= strength * weight
-    moved = (shift != 0) & (probability > 0) & (probability < 1)
-    if not moved.any():
-        return
-    p = probability[moved].astype(np.float64)
-    probability[moved] = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + shift[moved])))
-    np.minimum.accumulate(probability, axis=0, out=probability)
-    touched = moved.any(axis=0)
-    p = probability[:, touched].astype(np.float64)
-    maps["uncertainty"][:, touched] = p * (1 - p)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -(np.where(p > 0, p * np.log2(p), 0.0) + np.where(p < 1, (1 - p) * np.log2(1 - p), 0.0))
-    maps["entropy"][:, touched] = entropy
+            for inner in range(r + 1, len(regions)):
+                np.minimum(local[inner], local[inner - 1], out=local[inner])
+        changed = local != before
+        q = local[changed].astype(np.float64)
+        maps["uncertainty"][(slice(None), *box)][changed] = q * (1 - q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps["entropy"][(slice(None), *box)][changed] = -(np.where(q > 0, q * np.log2(q), 0.0)
+                                                              + np.where(q < 1, (1 - q) * np.log2(1 - q), 0.0))

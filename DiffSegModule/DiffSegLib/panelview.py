@@ -33,8 +33,9 @@ STATUS_NOT_INSTALLED = "Not started: the engine's Python packages are not instal
 STATUS_DECLINED = "Not started: the inputs look unusual (see the warning); nothing was changed."
 STATUS_CLOSED = "The scene was closed; a running segmentation was cancelled."
 STATUS_UNDONE = "Refinement undone: the result is back as it was before it."
-REFINE_TOOLTIP = ("Sample the slices the guidance touches again with the guidance imposed on every member; "
-                  "the segmentation, probability and uncertainty update in place.")
+REFINE_TOOLTIP = ("Sample the slices the guidance touches again with the guidance imposed on every member; each "
+                  "point also re-weights the ensemble within 40 mm, where its members disagree. The segmentation, "
+                  "probability and uncertainty update in place.")
 NO_RESULT = "Run Apply first: Refine corrects the result under review."
 NO_GUIDANCE = "Place an include or exclude point, or paint on the result and tick 'Use my edits'."
 BUSY = "DiffSeg is running; wait for it or cancel it."
