@@ -11,8 +11,8 @@ that 1 of N members calls region to ``TARGET`` (include), or lowers one that 1 o
 background to 1 − ``TARGET`` (exclude). Voxels on which every member agrees (probability 0 or 1) keep
 their value: a click cannot create tumour that no member proposed, only the diffusion can, on the
 re-sampled slices. Uncertainty (member variance p (1 − p)) and entropy follow the re-weighted
-probability. The reach and the target were chosen on ``brats-flair``'s robot-user runs and measured on
-the region model's validation subjects (README, issue 10).
+probability. The reach and the target were chosen on ``brats-flair``'s robot-user runs (README, "A
+click reaches beyond its slices").
 """
 
 from __future__ import annotations
