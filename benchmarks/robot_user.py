@@ -12,11 +12,11 @@ step; only the touched slices are re-sampled; beyond them each click re-weights 
 ``--reach`` mm). The comparison without the diffusion condition follows the same protocol on its own mask,
 painting a sphere of ``--sphere-radius`` mm at each click (include: into the whole tumour; exclude: out of
 every region). With a reach, the clicks' evidence alone (the automatic ensemble re-weighted and the ball
-pinned, nothing re-sampled) follows it too, so the share of the re-sampling is visible. ``--compare-model`` runs the diffusion protocol once more with a
-second model (e.g. the unguided model a guided one was fine-tuned from: inpainting only, no hint planes), from
-its own automatic run. Reported per case: Dice per region after 0 … n clicks,
-seconds per interaction (load previous + refine + write, in process; model already loaded), and the mean
-uncertainty (member variance) inside each corrected error component before and after the click.
+pinned, nothing re-sampled) follows it too, so the share of the re-sampling is visible.
+``--compare-model`` runs the diffusion protocol once more with a second model (e.g. the unguided model a
+guided one was fine-tuned from: inpainting only, no hint planes), from its own automatic run. Reported per
+case: Dice per region after 0 … n clicks, seconds per interaction (load previous + refine + write, in
+process; model already loaded), and the mean uncertainty (member variance) inside each corrected error component before and after the click.
 Writes ``robot_user.json``, ``robot_user.md`` and ``robot_user.png`` into ``--out``.
 """
 
@@ -39,10 +39,9 @@ from DiffSegExtension.allocator import keep_freed_memory  # noqa: E402
 from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
 from DiffSegExtension.data.modalities import list_cases  # noqa: E402
 from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noqa: E402
-from DiffSegExtension.inference.outputs import write_outputs  # noqa: E402
+from DiffSegExtension.inference.outputs import MAP_KINDS, write_outputs  # noqa: E402
 from DiffSegExtension.inference.segment import SegmentOptions, segment_case  # noqa: E402
 from DiffSegExtension.model_card import LoadedModel, load_model  # noqa: E402
-from DiffSegExtension.inference.outputs import MAP_KINDS  # noqa: E402
 from DiffSegExtension.refinement.click_evidence import DEFAULT_REACH_MM, apply_click_evidence  # noqa: E402
 from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball  # noqa: E402
 from DiffSegExtension.refinement.previous import load_previous  # noqa: E402
