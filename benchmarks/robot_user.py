@@ -16,7 +16,8 @@ pinned, nothing re-sampled) follows it too, so the share of the re-sampling is v
 ``--compare-model`` runs the diffusion protocol once more with a second model (e.g. the unguided model a
 guided one was fine-tuned from: inpainting only, no hint planes), from its own automatic run. Reported per
 case: Dice per region after 0 … n clicks, seconds per interaction (load previous + refine + write, in
-process; model already loaded), and the mean uncertainty (member variance) inside each corrected error component before and after the click.
+process; model already loaded), and the mean uncertainty (member variance) inside each corrected error
+component before and after the click.
 Writes ``robot_user.json``, ``robot_user.md`` and ``robot_user.png`` into ``--out``.
 """
 
