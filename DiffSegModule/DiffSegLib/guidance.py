@@ -37,19 +37,23 @@ STROKE_INSIDE, STROKE_OUTSIDE = 1, 2
 @dataclass
 class RefineGuidance:
     """What one refinement of ``segmentation`` adds: ``include`` / ``exclude`` points (world RAS mm), ``strokes``
-    (a volume or segmentation node, see the module docstring, or None) and the ``region`` (wt, tc or et) that
-    include points and strokes mean."""
+    (a volume or segmentation node, see the module docstring, or None), the ``region`` (wt, tc or et) that
+    include points and strokes mean, and ``reach_mm``: how far a point's evidence reaches (None: the engine's
+    default, 0: the ball only)."""
 
     segmentation: object
     include: list[Point] = field(default_factory=list)
     exclude: list[Point] = field(default_factory=list)
     strokes: object = None
     region: str = "wt"
+    reach_mm: float | None = None
 
     def problem(self) -> str | None:
         """Why this guidance cannot be used (None: it can)."""
         if not self.include and not self.exclude and self.strokes is None:
             return "Refine needs guidance: place an include or exclude point, or paint on the result."
+        if self.reach_mm is not None and not self.reach_mm >= 0:
+            return f"The reach of a point must be 0 mm or more (0: the clicked ball only), not {self.reach_mm}."
         if self.region not in regions_of(self.segmentation):
             return (f"'{self.segmentation.GetName()}' has no region '{self.region}' "
                     f"(it has {', '.join(regions_of(self.segmentation))}).")

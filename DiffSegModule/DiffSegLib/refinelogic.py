@@ -33,7 +33,7 @@ class RefineMixin:
 
     # -- requests -----------------------------------------------------------------------------
     def refine_request(self, segmentation, *, include: Sequence[Point] = (), exclude: Sequence[Point] = (),
-                       strokes=None, region: str = "wt", device: str | None = None):
+                       strokes=None, region: str = "wt", reach_mm: float | None = None, device: str | None = None):
         """A refinement of ``segmentation`` on the inputs of its run (model, seed and sampling settings as
         that run's). Points are world RAS mm (markups' world positions); ``strokes`` see :mod:`.guidance`."""
         request = self.rerun_request(segmentation, device=device)
@@ -41,7 +41,7 @@ class RefineMixin:
         request.seed = int(segmentation.GetAttribute("DiffSeg.Seed") or 0)
         request.members = int(segmentation.GetAttribute("DiffSeg.Members") or request.members)
         request.guidance = RefineGuidance(segmentation, [tuple(map(float, p)) for p in include],
-                                          [tuple(map(float, p)) for p in exclude], strokes, region)
+                                          [tuple(map(float, p)) for p in exclude], strokes, region, reach_mm)
         return request
 
     def refine_problems(self, request) -> list[str]:
@@ -70,7 +70,8 @@ class RefineMixin:
         return refine_arguments(request.model.path, files, previous, temp_dir / "outputs",
                                 include=guidance_mod.to_reference_frame(wanted.include, reference),
                                 exclude=guidance_mod.to_reference_frame(wanted.exclude, reference),
-                                strokes=strokes_file, region=wanted.region, seed=request.seed, device=request.device)
+                                strokes=strokes_file, region=wanted.region, reach_mm=wanted.reach_mm, seed=request.seed,
+                                device=request.device)
 
     def _store_refined(self, handle, loaded: results.EngineOutputs, seconds, outputs: dict):
         """Put a refinement into its result's nodes (segments at the result's thresholds) and keep the undo folder."""
@@ -109,8 +110,8 @@ class RefineMixin:
 
     # -- console API --------------------------------------------------------------------------
     def refine(self, segmentation, include: Sequence[Point] = (), exclude: Sequence[Point] = (), strokes=None,
-               region: str = "wt", *, device: str | None = None, on_progress: Callable[[Progress], None] | None = None,
-               timeout: float | None = None):
+               region: str = "wt", *, reach_mm: float | None = None, device: str | None = None,
+               on_progress: Callable[[Progress], None] | None = None, timeout: float | None = None):
         """Refine a DiffSeg result with the clinician's guidance; blocks until done.
 
         :param include: points (world RAS mm, e.g. markups' world positions) that are tumour (inside ``region``).
@@ -118,10 +119,12 @@ class RefineMixin:
         :param strokes: a label map volume (1 = tumour, 2 = not tumour), the result itself (its Segment Editor
             edits), another segmentation (first segment tumour, second not) or None; see :mod:`.guidance`.
         :param region: ``"wt"``, ``"tc"`` or ``"et"``: the region include points and strokes mean.
+        :param reach_mm: how far (mm) each point's evidence re-weights the ensemble beyond its ball (None: the
+            engine's default, 40 mm; 0: the ball only).
         :return: a :class:`.results.SegmentationResult` of the same (updated) nodes.
         """
         request = self.refine_request(segmentation, include=include, exclude=exclude, strokes=strokes, region=region,
-                                      device=device)
+                                      reach_mm=reach_mm, device=device)
         self.check(request)
         for warning in self.warnings(request):
             logging.warning("DiffSeg: %s", warning)

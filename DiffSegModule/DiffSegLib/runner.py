@@ -135,13 +135,14 @@ def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_d
 
 def refine_arguments(model: str | Path, inputs: Mapping[str, str | Path], previous: str | Path, out_dir: str | Path, *,
                      include: Sequence[Sequence[float]] = (), exclude: Sequence[Sequence[float]] = (),
-                     strokes: str | Path | None = None, region: str = "wt", seed: int = 0,
-                     device: str = "auto") -> list[str]:
+                     strokes: str | Path | None = None, region: str = "wt", reach_mm: float | None = None,
+                     seed: int = 0, device: str = "auto") -> list[str]:
     """Command-line arguments of ``python -m DiffSegExtension`` for one refinement of the result in ``previous``.
 
     :param include: / :param exclude: points in RAS mm, in the inputs' frame (``--include=X,Y,Z``: the ``=``
         keeps a negative X from reading as an option).
     :param strokes: a NIfTI label volume on the inputs' grid (1 = tumour, 2 = not tumour) or None.
+    :param reach_mm: ``--reach`` (None: the engine's default).
     Sampling settings are not passed: the engine takes the previous run's.
     """
     args = ["refine", "--model", str(model)]
@@ -153,6 +154,8 @@ def refine_arguments(model: str | Path, inputs: Mapping[str, str | Path], previo
         args += [f"--{kind}={','.join(repr(float(v)) for v in point)}" for point in points]
     if strokes is not None:
         args += ["--strokes", str(strokes)]
+    if reach_mm is not None:
+        args += ["--reach", repr(float(reach_mm))]
     args += ["--region", region, "--seed", str(int(seed)), "--device", device, "--progress", "json", "--overwrite",
              "--no-overview"]
     return args

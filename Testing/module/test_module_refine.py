@@ -99,6 +99,21 @@ def test_include_point_makes_its_voxel_tumour_in_the_same_nodes(harness, refined
     assert {p.parent for p in (refinerecord.record_of(seg), refinerecord.undo_of(seg))} == {results_root}
 
 
+def test_console_reach_zero_keeps_the_slices_beyond_the_ball_exactly(harness, refined_case):
+    logic, volumes, seg, _, _ = refined_case
+    before = arrays(seg)
+    kji = pick(before, tumour=True)
+    with pytest.raises(Exception, match="reach of a point must be 0 mm or more"):
+        logic.refine(seg, exclude=[voxel_world(volumes["flair"], kji)], reach_mm=-1)
+    logic.refine(seg, exclude=[voxel_world(volumes["flair"], kji)], reach_mm=0)
+    after = arrays(seg)
+    beyond = np.abs(np.arange(after["probability"].shape[0]) - kji[0]) > 1
+    assert not after["segment"][kji]
+    for name in before:
+        assert np.array_equal(after[name][beyond], before[name][beyond]), name
+    logic.undo_refine(seg)
+
+
 def test_exclude_point_removes_tumour_and_undo_restores_exactly(harness, refined_case):
     logic, volumes, seg, _, results_root = refined_case
     before = arrays(seg)
