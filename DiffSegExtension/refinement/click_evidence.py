@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from DiffSegExtension.refinement.guidance import Point, voxel_of
+from DiffSegExtension.refinement.guidance import Point, distances_around
 
 #: Default distance (mm) at which a click's evidence has fallen to nothing.
 DEFAULT_REACH_MM = 40.0
@@ -38,17 +38,8 @@ def falloff(point: Point, affine: np.ndarray, shape: tuple[int, ...]) -> tuple[t
     1 at the point falling linearly with physical distance to 0 at ``reach_mm``; ``None`` without reach."""
     if point.reach_mm <= 0:
         return None
-    centre = voxel_of(point.ras, affine)
-    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
-    extent = np.ceil(point.reach_mm * np.linalg.norm(np.linalg.inv(linear), axis=1)).astype(int) + 1
-    nearest = np.rint(centre).astype(int)
-    lo, hi = np.maximum(nearest - extent, 0), np.minimum(nearest + extent + 1, shape)
-    if np.any(lo >= hi):
-        return None
-    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"))
-    distance = np.linalg.norm(np.tensordot(linear, grid - centre[:, None, None, None], axes=1), axis=0)
-    weight = np.clip(1.0 - distance / point.reach_mm, 0.0, None).astype(np.float32)
-    return tuple(slice(a, b) for a, b in zip(lo, hi)), weight
+    box, _, distance = distances_around(point.ras, affine, shape, point.reach_mm)
+    return box, np.clip(1.0 - distance / point.reach_mm, 0.0, None).astype(np.float32)
 
 
 def apply_click_evidence(maps: dict[str, np.ndarray], points: list[Point], affine: np.ndarray,

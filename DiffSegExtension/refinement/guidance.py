@@ -111,6 +111,22 @@ def voxel_of(ras: tuple[float, float, float], affine: np.ndarray) -> np.ndarray:
     return (np.linalg.inv(np.asarray(affine, dtype=np.float64)) @ np.append(np.asarray(ras, dtype=np.float64), 1.0))[:3]
 
 
+def distances_around(ras: tuple[float, float, float], affine: np.ndarray, shape: tuple[int, int, int],
+                     radius_mm: float) -> tuple[tuple[slice, slice, slice], tuple[int, int, int], np.ndarray]:
+    """(box, nearest, distance): the voxel box (inside the volume) holding every voxel centre within
+    ``radius_mm`` of the RAS point, the voxel nearest to the point (clipped into the volume), and the
+    physical distance (mm, float64, the box's shape) of each box voxel's centre to the point."""
+    centre = voxel_of(ras, affine)
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    # A world step of r mm moves voxel index i by at most r · ‖row i of A⁻¹‖.
+    reach = np.ceil(radius_mm * np.linalg.norm(np.linalg.inv(linear), axis=1)).astype(int) + 1
+    nearest = np.clip(np.rint(centre).astype(int), 0, np.asarray(shape) - 1)
+    lo, hi = np.maximum(nearest - reach, 0), np.minimum(nearest + reach + 1, shape)
+    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"))
+    distance = np.linalg.norm(np.tensordot(linear, grid - centre[:, None, None, None], axes=1), axis=0)
+    return tuple(slice(a, b) for a, b in zip(lo, hi)), tuple(int(v) for v in nearest), distance
+
+
 def point_ball(point: Point, affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Bool (*shape): voxels whose centre lies within ``point.radius_mm`` of the point (at least the voxel
     holding it). A point outside the volume raises."""
@@ -120,15 +136,8 @@ def point_ball(point: Point, affine: np.ndarray, shape: tuple[int, int, int]) ->
         raise DiffSegInputError(f"--{point.kind} {where} (RAS mm) lies outside the input volume (voxel "
                                 f"{', '.join(f'{v:.1f}' for v in centre)} of a {'×'.join(map(str, shape))} grid): "
                                 "place the point inside the image")
-    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
-    # A world step of r mm moves voxel index i by at most r · ‖row i of A⁻¹‖.
-    reach = np.ceil(point.radius_mm * np.linalg.norm(np.linalg.inv(linear), axis=1)).astype(int) + 1
-    nearest = np.clip(np.rint(centre).astype(int), 0, np.asarray(shape) - 1)
-    lo, hi = np.maximum(nearest - reach, 0), np.minimum(nearest + reach + 1, shape)
-    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"))
-    offsets = np.tensordot(linear, grid - centre[:, None, None, None], axes=1)
-    inside = np.linalg.norm(offsets, axis=0) <= point.radius_mm
+    box, nearest, distance = distances_around(point.ras, affine, shape, point.radius_mm)
     ball = np.zeros(shape, dtype=bool)
-    ball[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = inside
-    ball[tuple(nearest)] = True
+    ball[box] = distance <= point.radius_mm
+    ball[nearest] = True
     return ball
