@@ -35,5 +35,10 @@ def aggregate(members: torch.Tensor) -> EnsembleResult:
     members = members.float()
     p = members.mean(dim=0)
     uncertainty = members.var(dim=0, unbiased=False)
-    entropy = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / torch.log(torch.tensor(2.0))
-    return EnsembleResult(probability=p, mask=(p >= 0.5).to(torch.uint8), uncertainty=uncertainty, entropy=entropy)
+    return EnsembleResult(probability=p, mask=(p >= 0.5).to(torch.uint8), uncertainty=uncertainty,
+                          entropy=binary_entropy(p))
+
+
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy (bits, [0, 1]) of binary members whose mean is ``p`` (any shape; 0 at p = 0 and 1)."""
+    return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / torch.log(torch.tensor(2.0, dtype=p.dtype))

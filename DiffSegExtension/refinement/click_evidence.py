@@ -18,7 +18,9 @@ click reaches beyond its slices").
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from DiffSegExtension.ensemble import binary_entropy
 from DiffSegExtension.refinement.guidance import Point, distances_around
 
 #: Default distance (mm) at which a click's evidence has fallen to nothing.
@@ -79,6 +81,4 @@ def apply_click_evidence(maps: dict[str, np.ndarray], points: list[Point], affin
         changed = local != before
         q = local[changed].astype(np.float64)
         maps["uncertainty"][(slice(None), *box)][changed] = q * (1 - q)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            maps["entropy"][(slice(None), *box)][changed] = -(np.where(q > 0, q * np.log2(q), 0.0)
-                                                              + np.where(q < 1, (1 - q) * np.log2(1 - q), 0.0))
+        maps["entropy"][(slice(None), *box)][changed] = binary_entropy(torch.from_numpy(q)).numpy()
