@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -122,45 +123,51 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
     return record, first
 
 
-def run_evidence(first: dict[str, np.ndarray], case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
-                 radius: float, reach: float, members: int) -> dict:
-    """The same protocol with the clicks' evidence alone: the automatic maps re-weighted by each click and its
-    ball pinned, as refine does off the re-sampled slices, without sampling anything."""
-    maps = {kind: values.copy() for kind, values in first.items()}
-    masks = (maps["probability"] >= 0.5).astype(np.uint8)
+def replay_clicks(masks: np.ndarray, case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
+                  correct: Callable[[Click], np.ndarray]) -> dict:
+    """The robot's protocol from ``masks`` (R, ...) without refine: ``correct(click)`` returns the masks after
+    each click."""
     record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": []}
     for _ in range(clicks):
         click = next_click(masks[0], truth[0], case.affine)
         if click is None:
             break
-        point = Point(click.kind, click.ras, "wt", radius, reach)
-        apply_click_evidence(maps, [point], case.affine, regions, members)
-        pin_known(maps, Guidance([point]).known(case.affine, case.shape, regions))
-        masks = (maps["probability"] >= 0.5).astype(np.uint8)
+        masks = correct(click)
         record["clicks"].append(_click_record(click))
         for r, v in region_dice(masks, truth, regions).items():
             record["dice"][r].append(v)
     return record
+
+
+def run_evidence(first: dict[str, np.ndarray], case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
+                 radius: float, reach: float, members: int) -> dict:
+    """The same protocol with the clicks' evidence alone: the automatic maps re-weighted by each click and its
+    ball pinned, as refine does off the re-sampled slices, without sampling anything."""
+    maps = {kind: values.copy() for kind, values in first.items()}
+
+    def correct(click: Click) -> np.ndarray:
+        point = Point(click.kind, click.ras, "wt", radius, reach)
+        apply_click_evidence(maps, [point], case.affine, regions, members)
+        pin_known(maps, Guidance([point]).known(case.affine, case.shape, regions))
+        return (maps["probability"] >= 0.5).astype(np.uint8)
+
+    return replay_clicks((maps["probability"] >= 0.5).astype(np.uint8), case, truth, regions, clicks, correct)
 
 
 def run_sphere(first: np.ndarray, case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
                radius: float) -> dict:
     """The same protocol without the diffusion condition: a sphere painted into the previous masks per click."""
     masks = first.copy()
-    record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": []}
-    for _ in range(clicks):
-        click = next_click(masks[0], truth[0], case.affine)
-        if click is None:
-            break
+
+    def correct(click: Click) -> np.ndarray:
         sphere = point_ball(Point(click.kind, click.ras, radius_mm=radius), case.affine, case.shape)
         if click.kind == "include":
             masks[0][sphere] = 1
         else:
             masks[:, sphere] = 0
-        record["clicks"].append(_click_record(click))
-        for r, v in region_dice(masks, truth, regions).items():
-            record["dice"][r].append(v)
-    return record
+        return masks
+
+    return replay_clicks(masks, case, truth, regions, clicks, correct)
 
 
 def pad_curves(record: dict, clicks: int) -> None:
