@@ -1,4 +1,4 @@
-"""``diffseg`` command line: segment, refine, train, evaluate, demo, export, models.
+"""``diffseg`` command line: segment, refine, train, distil, evaluate, demo, export, models.
 
 Bad input exits with status 2 and one line naming the problem and the fix (also as a JSON
 ``error`` event with ``--progress json``); an unexpected failure exits with status 1.
@@ -12,11 +12,11 @@ import sys
 
 from DiffSegExtension import __version__
 from DiffSegExtension.allocator import keep_freed_memory
-from DiffSegExtension.commands import demo, evaluate, export, models, refine, segment, train
+from DiffSegExtension.commands import demo, distil, evaluate, export, models, refine, segment, train
 from DiffSegExtension.commands.common import apply_threads
 from DiffSegExtension.errors import DiffSegInputError
 
-COMMANDS = (segment, refine, train, evaluate, demo, export, models)
+COMMANDS = (segment, refine, train, distil, evaluate, demo, export, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,12 +4,14 @@ from DiffSegExtension.diffusion.samplers.base import Sampler
 from DiffSegExtension.diffusion.samplers.ddim import DDIMSampler
 from DiffSegExtension.diffusion.samplers.ddpm import DDPMSampler
 from DiffSegExtension.diffusion.samplers.dpmpp import DPMSolverPP2MSampler
+from DiffSegExtension.diffusion.samplers.student import StudentSampler
 
-SAMPLERS: dict[str, type[Sampler]] = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "dpmpp": DPMSolverPP2MSampler}
+SAMPLERS: dict[str, type[Sampler]] = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "dpmpp": DPMSolverPP2MSampler,
+                                   "student": StudentSampler}
 
 
 def make_sampler(name: str, schedule, steps: int, **options) -> Sampler:
-    """A sampler by name (``ddpm``, ``ddim``, ``dpmpp``) over ``steps`` respaced timesteps."""
+    """A sampler by name (``ddpm``, ``ddim``, ``dpmpp``, ``student``) over ``steps`` respaced timesteps."""
     from DiffSegExtension.errors import DiffSegInputError
 
     if name not in SAMPLERS:
@@ -19,4 +21,4 @@ def make_sampler(name: str, schedule, steps: int, **options) -> Sampler:
     return SAMPLERS[name](schedule, steps, **options)
 
 
-__all__ = ["Sampler", "DDPMSampler", "DDIMSampler", "DPMSolverPP2MSampler", "SAMPLERS", "make_sampler"]
+__all__ = ["Sampler", "DDPMSampler", "DDIMSampler", "DPMSolverPP2MSampler", "StudentSampler", "SAMPLERS", "make_sampler"]

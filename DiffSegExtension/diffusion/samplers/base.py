@@ -29,8 +29,13 @@ class Sampler(ABC):
     """
 
     def __init__(self, schedule: NoiseSchedule, steps: int):
-        self.timesteps = spaced_timesteps(schedule.num_timesteps, steps)
+        self.timesteps = self.pass_timesteps(schedule.num_timesteps, steps)
         self.schedule = schedule.respace(self.timesteps)
+
+    @staticmethod
+    def pass_timesteps(num_timesteps: int, steps: int) -> list[int]:
+        """The training timesteps of the ``steps`` passes (ascending): evenly spaced from 0 to T−1."""
+        return spaced_timesteps(num_timesteps, steps)
 
     def __len__(self) -> int:
         return len(self.timesteps)
