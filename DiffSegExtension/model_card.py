@@ -1,7 +1,8 @@
 """Model folders: a JSON model card + safetensors weights. Loading never executes code.
 
 A model folder holds ``model.json`` (the card) and ``weights.safetensors`` (tensors named
-``ema.<param>`` and/or ``model.<param>``; inference prefers the EMA weights). The card records the
+``ema.<param>`` and/or ``model.<param>``; inference prefers the EMA weights), and may hold
+``student.safetensors``, a distilled few-step student of the same network (card key ``student``). The card records the
 :class:`ModelConfig`, the modalities in channel order, inference defaults, what data the model saw,
 its validation figures, its intended use, and the SHA-256 of the weights file.
 """
@@ -25,6 +26,8 @@ from DiffSegExtension.network import DenoisingUNet
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: A distilled few-step student of the model (``training/distillation.py``), run by the ``student`` sampler.
+STUDENT_FILE = "student.safetensors"
 CARD_FORMAT = 1
 DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full"}
 #: Files that unpickle on load (torch.save, pickle): refused, since unpickling can run arbitrary code.
@@ -136,6 +139,7 @@ class LoadedModel:
     card: dict[str, Any]
     config: ModelConfig
     network: DenoisingUNet
+    student: DenoisingUNet | None = None
 
     @property
     def name(self) -> str:
@@ -157,6 +161,21 @@ class LoadedModel:
     def inference_defaults(self) -> dict[str, Any]:
         return {**DEFAULT_INFERENCE, **self.card.get("inference_defaults", {})}
 
+    def network_for(self, sampler: str) -> DenoisingUNet:
+        """The network ``sampler`` runs: the distilled student for ``student`` (the folder's own network when the
+        folder is a student run), the model's network for every other sampler."""
+        distilled = "distilled_from" in self.card
+        if sampler == "student":
+            if self.student is not None:
+                return self.student
+            if distilled:
+                return self.network
+            raise DiffSegInputError(f"model {self.name} has no distilled student: choose --sampler dpmpp, ddim or ddpm "
+                                    "(or distil one with `diffseg distil`)")
+        if distilled:
+            raise DiffSegInputError(f"model {self.name} is a distilled student: it runs only with --sampler student")
+        return self.network
+
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", prefer_ema: bool = True) -> LoadedModel:
     """Build the network the card describes and load its weights, checking that both agree."""
@@ -166,9 +185,19 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", pre
     if tuple(card["modalities"]) != config.modalities:
         raise DiffSegInputError(f"model card {folder / CARD_FILE}: 'modalities' {card['modalities']} disagree with the "
                                 f"network config {list(config.modalities)}; fix the card")
-    weights_path = folder / WEIGHTS_FILE
+    network = _network_from(folder, WEIGHTS_FILE, card.get("weights_sha256"), config, prefer_ema).eval().to(device)
+    student = None
+    if "student" in card:
+        student = _network_from(folder, STUDENT_FILE, card["student"].get("weights_sha256"), config, prefer_ema)
+        student = student.eval().to(device)
+    return LoadedModel(folder=folder, card=card, config=config, network=network, student=student)
+
+
+def _network_from(folder: Path, file_name: str, expected_hash: str | None, config: ModelConfig,
+                  prefer_ema: bool) -> DenoisingUNet:
+    """The network of ``config`` with the weights of ``folder / file_name`` (checked against the card's hash)."""
+    weights_path = folder / file_name
     tensors = read_weights(weights_path)
-    expected_hash = card.get("weights_sha256")
     if expected_hash and sha256_of(weights_path) != expected_hash:
         raise DiffSegInputError(f"weights file {weights_path} does not match the SHA-256 in its model card: the file was "
                                 "changed or belongs to another model; restore the matching pair")
@@ -185,5 +214,4 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", pre
         raise DiffSegInputError(f"model card and weights in {folder} disagree ({detail}): the weights belong to another "
                                 "network configuration; use the card that was saved with them")
     network.load_state_dict(state)
-    network.eval().to(device)
-    return LoadedModel(folder=folder, card=card, config=config, network=network)
+    return network

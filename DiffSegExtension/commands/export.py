@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from DiffSegExtension.training.checkpoint import export_model
+from DiffSegExtension.training.checkpoint import attach_student, export_model
 
 
 def add_parser(sub) -> None:
@@ -15,10 +15,15 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size; loaded as float32)")
     p.add_argument("--card", type=Path, help="JSON file with card fields to add or replace (name, title, validation, ...)")
+    p.add_argument("--student", action="store_true",
+                   help="--run is a `diffseg distil` run: add it to its teacher's model folder --out as the default sampler")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.student:
+        print(attach_student(args.run, args.out, half=args.half))
+        return 0
     updates = json.loads(args.card.read_text()) if args.card else {}
     print(export_model(args.run, args.out, half=args.half, card_updates=updates))
     return 0

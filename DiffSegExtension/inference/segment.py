@@ -124,10 +124,10 @@ def resolve_device(name: str) -> torch.device:
     raise DiffSegInputError(f"unknown device '{name}': use auto, cpu or cuda")
 
 
-def inference_network(model: LoadedModel, device: torch.device) -> torch.nn.Module:
-    """The model's network on ``device`` in channels-last memory format (in place): convolutions on this
-    layout ran faster on the CPUs measured (``benchmarks/bench_speed.py``, memory-format table)."""
-    return model.network.to(device, memory_format=torch.channels_last)
+def inference_network(model: LoadedModel, device: torch.device, sampler: str) -> torch.nn.Module:
+    """The network ``sampler`` runs (:meth:`LoadedModel.network_for`) on ``device`` in channels-last memory format
+    (in place): convolutions on this layout ran faster on the CPUs measured (``benchmarks/bench_speed.py``)."""
+    return model.network_for(sampler).to(device, memory_format=torch.channels_last)
 
 
 def default_batch_size(device: torch.device, height: int, width: int) -> int:
@@ -155,7 +155,7 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    network = inference_network(model, device)
+    network = inference_network(model, device, options.sampler)
     count, _, height, width = prepared.images.shape
     batch = options.batch_size or default_batch_size(device, height, width)
     passes = passes_needed(count, options.members, options.steps, batch)  # an adaptive run corrects it once planned

@@ -94,7 +94,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     present = torch.tensor(prepared.present).expand(count, -1)
     hints = torch.where(known_rows[1], known_rows[0], 0.0) if net.guidance else None
     sampled = sample_ensemble(
-        inference_network(model, device), NoiseSchedule.from_config(model.config.diffusion),
+        inference_network(model, device, options.sampler), NoiseSchedule.from_config(model.config.diffusion),
         condition_input(net, prepared.images, present, hints)[crop], prepared.source_slices, members=options.members,
         sampler=options.sampler, steps=options.steps, seed=options.seed, batch_size=batch, device=device,
         on_step=progress.advance, sampler_options=options.sampler_options, regions=len(regions),

@@ -19,7 +19,8 @@ from torch.optim.swa_utils import AveragedModel
 
 from DiffSegExtension.atomic import atomic_path, write_text_atomic
 from DiffSegExtension.errors import DiffSegInputError
-from DiffSegExtension.model_card import CARD_FILE, WEIGHTS_FILE, check_not_pickle, read_model_card, sha256_of
+from DiffSegExtension.model_card import (CARD_FILE, STUDENT_FILE, WEIGHTS_FILE, check_not_pickle, read_model_card,
+                                         sha256_of)
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 
@@ -82,12 +83,16 @@ def load_checkpoint(folder: Path, network: torch.nn.Module, ema: AveragedModel, 
     return card
 
 
+def _ema_weights(run_folder: Path, half: bool) -> dict[str, torch.Tensor]:
+    check_not_pickle(Path(run_folder) / WEIGHTS_FILE)
+    weights = load_file(str(Path(run_folder) / WEIGHTS_FILE))
+    return {k: (v.half() if half and v.is_floating_point() else v) for k, v in weights.items() if k.startswith("ema.")}
+
+
 def export_model(run_folder: Path, out_folder: Path, half: bool = False, card_updates: dict[str, Any] | None = None) -> Path:
     """A slim inference model from a run: EMA weights only (optionally float16), card updated."""
     card = read_model_card(run_folder)
-    check_not_pickle(run_folder / WEIGHTS_FILE)
-    weights = load_file(str(Path(run_folder) / WEIGHTS_FILE))
-    ema = {k: (v.half() if half and v.is_floating_point() else v) for k, v in weights.items() if k.startswith("ema.")}
+    ema = _ema_weights(run_folder, half)
     card.update(card_updates or {})
     card.pop("optimizer_sha256", None)
     out_folder = Path(out_folder)
@@ -95,3 +100,24 @@ def export_model(run_folder: Path, out_folder: Path, half: bool = False, card_up
     card["weights_sha256"] = _save_tensors(out_folder / WEIGHTS_FILE, ema)
     write_text_atomic(out_folder / CARD_FILE, json.dumps(card, indent=2))
     return out_folder
+
+
+def attach_student(run_folder: Path, model_folder: Path, half: bool = False) -> Path:
+    """Put a distilled student run's EMA weights into its teacher's model folder (``student.safetensors``) and
+    make the student the folder's default sampler; the teacher's weights and its own recipes stay as they are."""
+    run_card = read_model_card(run_folder)
+    source = run_card.get("distilled_from")
+    if not source:
+        raise DiffSegInputError(f"{run_folder} is not a distilled student: `diffseg distil` writes one")
+    card = read_model_card(model_folder)
+    if source.get("weights_sha256") != card.get("weights_sha256"):
+        raise DiffSegInputError(f"{run_folder} was distilled from other weights than {model_folder}'s: attach it to the "
+                                "model it was distilled from")
+    steps = int(run_card["inference_defaults"]["steps"])
+    sha = _save_tensors(Path(model_folder) / STUDENT_FILE, _ema_weights(run_folder, half))
+    card["student"] = {"weights_sha256": sha, "steps": steps,
+                       "distilled_from": {"sampler": source["sampler"], "steps": source["steps"]},
+                       "training": run_card["training"]}
+    card["inference_defaults"] = {**card.get("inference_defaults", {}), "sampler": "student", "steps": steps}
+    write_text_atomic(Path(model_folder) / CARD_FILE, json.dumps(card, indent=2))
+    return Path(model_folder)

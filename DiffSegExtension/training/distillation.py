@@ -42,6 +42,8 @@ POOL_FILE = "teacher_pool.safetensors"
 @dataclass
 class DistilOptions:
     student_steps: int = 2        # K: network passes of the student's sampler
+    teacher_sampler: str = "dpmpp"  # the recipe the student imitates
+    teacher_steps: int = 10
     iterations: int = 1000
     batch_size: int = 16
     pool: int = 4096              # teacher members computed once (crops × 1 member each)
@@ -68,12 +70,6 @@ class TeacherPool:
         return self.condition.shape[0]
 
 
-def teacher_recipe(teacher: LoadedModel) -> tuple[str, int]:
-    """The teacher's own sampler and steps (its card's inference defaults): what the student imitates."""
-    defaults = teacher.inference_defaults
-    return defaults["sampler"], int(defaults["steps"])
-
-
 def build_teacher_pool(teacher: LoadedModel, dataset: SliceDataset, options: DistilOptions,
                        on_chunk: Callable[[int, int], None] | None = None) -> TeacherPool:
     """One teacher member for each of ``options.pool`` training crops, in chunks of ``batch_size``.
@@ -83,7 +79,6 @@ def build_teacher_pool(teacher: LoadedModel, dataset: SliceDataset, options: Dis
     """
     config = teacher.config.network
     schedule = NoiseSchedule.from_config(teacher.config.diffusion)
-    sampler_name, steps = teacher_recipe(teacher)
     conditions, starts, members = [], [], []
     chunks = -(-options.pool // options.batch_size)
     for j in range(chunks):
@@ -94,7 +89,8 @@ def build_teacher_pool(teacher: LoadedModel, dataset: SliceDataset, options: Dis
         keys = [(j * options.batch_size + b, 0) for b in range(size)]
         start = torch.stack([torch.randn((len(config.regions), options.crop, options.crop), generator=g)
                              for g in sample_generators(options.seed, keys)])
-        member = sample_masks(teacher.network, condition, make_sampler(sampler_name, schedule, steps),
+        member = sample_masks(teacher.network_for(options.teacher_sampler), condition,
+                              make_sampler(options.teacher_sampler, schedule, options.teacher_steps),
                               sample_generators(options.seed, keys), regions=len(config.regions))
         conditions.append(condition.half())
         starts.append(start)
@@ -108,7 +104,8 @@ def load_or_build_pool(folder: Path, teacher: LoadedModel, dataset_factory: Call
                        options: DistilOptions, log: Callable[[str], None] = print) -> TeacherPool:
     """The run folder's cached pool if it was made with these options, else a new one (then cached)."""
     path = Path(folder) / POOL_FILE
-    fingerprint = f"{teacher.card.get('weights_sha256')}:{options.pool}:{options.batch_size}:{options.crop}:{options.seed}"
+    fingerprint = ":".join(map(str, (teacher.card.get("weights_sha256"), options.teacher_sampler, options.teacher_steps,
+                                     options.pool, options.batch_size, options.crop, options.seed)))
     if path.is_file():
         check_not_pickle(path)
         from safetensors import safe_open
@@ -156,19 +153,18 @@ def distil(teacher: LoadedModel, pool: TeacherPool, out_dir: Path, options: Dist
     out_dir = Path(out_dir)
     torch.manual_seed(options.seed)
     network = DenoisingUNet(teacher.config.network)
-    network.load_state_dict(teacher.network.state_dict())
+    network.load_state_dict(teacher.network_for(options.teacher_sampler).state_dict())
     ema = AveragedModel(network, multi_avg_fn=ema_with_warmup(options.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(network.parameters(), lr=options.lr, weight_decay=0.0)
     schedule = NoiseSchedule.from_config(teacher.config.diffusion)
     sampler = StudentSampler(schedule, options.student_steps)
-    teacher_sampler, teacher_steps = teacher_recipe(teacher)
     card = {**teacher.card, **card_info,
             "inference_defaults": {**teacher.card.get("inference_defaults", {}), "sampler": "student",
                                    "steps": options.student_steps},
             "distilled_from": {"model": teacher.name, "weights_sha256": teacher.card.get("weights_sha256"),
-                               "sampler": teacher_sampler, "steps": teacher_steps},
+                               "sampler": options.teacher_sampler, "steps": options.teacher_steps},
             "training": {"distillation": asdict(options), "iteration": 0, "seconds": 0.0}}
-    for key in ("validation", "weights_sha256"):
+    for key in ("validation", "weights_sha256", "student"):
         card.pop(key, None)
     start, elapsed = 0, 0.0
     if resume and (out_dir / CARD_FILE).is_file():
@@ -201,12 +197,4 @@ def distil(teacher: LoadedModel, pool: TeacherPool, out_dir: Path, options: Dist
                                     last_loss=round(float(loss.item()), 6))
             save_checkpoint(out_dir, network, ema, optimizer, card)
     return card
-
-
-def agreement(student: torch.nn.Module, teacher: LoadedModel, pool: TeacherPool, steps: int, rows: slice) -> float:
-    """Fraction of pixels (all regions) where the student's member has the teacher member's sign, on ``rows``."""
-    sampler = StudentSampler(NoiseSchedule.from_config(teacher.config.diffusion), steps)
-    with torch.inference_mode():
-        x0 = student_passes(student, sampler, pool.condition[rows].float(), pool.start[rows])[-1]
-    return float(((x0 >= 0) == (pool.member[rows].float() >= 0)).float().mean())
 

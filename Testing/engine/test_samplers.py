@@ -109,7 +109,7 @@ def test_samples_do_not_depend_on_batch_composition(schedule):
 
 
 def test_make_sampler_rejects_bad_arguments(schedule):
-    assert set(SAMPLERS) == {"ddpm", "ddim", "dpmpp"}
+    assert set(SAMPLERS) == {"ddpm", "ddim", "dpmpp", "student"}
     with pytest.raises(DiffSegInputError, match="unknown sampler"):
         make_sampler("euler", schedule, 10)
     with pytest.raises(DiffSegInputError, match="steps"):
@@ -124,7 +124,7 @@ def test_a_single_step_returns_the_x0_prediction(schedule, name):
     assert torch.allclose(out, x0, atol=1e-3)
 
 
-@pytest.mark.parametrize("name,steps", [("ddpm", 50), ("ddim", 10), ("dpmpp", 10)])
+@pytest.mark.parametrize("name,steps", [("ddpm", 50), ("ddim", 10), ("dpmpp", 10), ("student", 2)])
 def test_v_prediction_oracle_is_recovered(name, steps):
     v_schedule = NoiseSchedule.from_config(DiffusionConfig(prediction="v"))
     x0 = known_mask()

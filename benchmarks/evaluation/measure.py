@@ -79,7 +79,7 @@ def sample_members(model: LoadedModel, prepared: PreparedVolume, settings: Setti
     device = resolve_device(settings.device)
     count, _, height, width = prepared.images.shape
     present = torch.tensor(prepared.present).expand(count, -1)
-    return sample_ensemble(model.network.to(device), NoiseSchedule.from_config(model.config.diffusion),
+    return sample_ensemble(model.network_for(settings.sampler).to(device), NoiseSchedule.from_config(model.config.diffusion),
                            condition_input(net, prepared.images, present), prepared.source_slices, members=members,
                            first_member=first_member, sampler=settings.sampler, steps=settings.steps, seed=settings.seed,
                            batch_size=settings.batch_size or default_batch_size(device, height, width), device=device,
