@@ -1,10 +1,10 @@
 """Speed and memory benchmark: presets, the seed's recipe vs ours, recipes side by side, a whole real volume.
 
-    python benchmarks/bench_speed.py [--repeats 3] [--model brats-flair [brats-regions ...]] [--case DIR]
-        [--recipes full,10,5 adaptive,5,5] [--quality-data ../shared/data/...] [--json out.json]
+    python benchmarks/bench_speed.py [--repeats 3] [--model brats-regions [brats-flair ...]] [--case DIR]
+        [--recipes full,10,5 full,student,2,5] [--quality-data ../shared/data/...] [--json out.json]
 
 Prints the tables and the ratios against the targets of issues #2 and #11. Each recipe
-(``ensemble,steps,members``; the first is the reference, today's ``full,10,5``) segments the whole
+(``ensemble,[sampler,]steps,members``; the first is the reference, DPM-Solver++ ``full,10,5``) segments the whole
 volume in a child process (wall time with start-up and writing, that process's own peak RSS), an ROI of
 30 slices, and is scored on the model card's validation subjects (Dice per region, uncertainty AUROC,
 QU-BraTS score). ``diffseg refine`` is timed for one click on the last recipe's result, as a process of its
@@ -49,7 +49,8 @@ from DiffSegLib.warmengines import WARM_ENGINES  # noqa: E402
 WARM_START_S = 20  # the waiting engine's imports take 4–5 s on this CPU; a user places points for longer
 
 DEFAULT_CASE = REPO.parent / "shared" / "data" / "brats2018_flair_t1" / "Brats18_CBICA_AAB_1"
-DEFAULT_QUALITY_DATA = [REPO.parent / "shared" / "data" / "brats2018_flair_t1",
+DEFAULT_QUALITY_DATA = [REPO.parent / "shared" / "data" / "brats2018_4mod",
+                        REPO.parent / "shared" / "data" / "brats2018_flair_t1",
                         REPO.parent / "shared" / "data" / "brats2015_flair_t1ce"]
 REFERENCE_PASS_S = 7.2  # the seed UNet's pass on this machine type (DESIGN.md §4, noisier run)
 
@@ -133,34 +134,37 @@ def bench_allocator(model_dir: str, repeats: int) -> dict[str, dict[str, float]]
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to sample: ``ensemble`` (full / adaptive), sampler ``steps`` and ``members`` (dpmpp), and an
-    adaptive ensemble's ``screen_steps`` (``None``: member 0 screens)."""
+    """How to sample: ``ensemble`` (full / adaptive), ``sampler`` (``student``: the model's distilled student),
+    its ``steps``, ``members``, and an adaptive ensemble's ``screen_steps`` (``None``: member 0 screens)."""
 
     ensemble: str
     steps: int
     members: int
     screen_steps: int | None = None
+    sampler: str = "dpmpp"
 
     @classmethod
     def parse(cls, text: str) -> "Recipe":
-        """``ensemble,steps,members[,screen_steps]``."""
-        ensemble, steps, members, *screen = text.split(",")
-        return cls(ensemble, int(steps), int(members), int(screen[0]) if screen else None)
+        """``ensemble,[sampler,]steps,members[,screen_steps]`` (sampler default dpmpp)."""
+        ensemble, *rest = text.split(",")
+        sampler = rest.pop(0) if rest and not rest[0].isdigit() else "dpmpp"
+        steps, members, *screen = rest
+        return cls(ensemble, int(steps), int(members), int(screen[0]) if screen else None, sampler)
 
     def args(self) -> list[str]:
         return ["--ensemble", self.ensemble, "--steps", str(self.steps), "--members", str(self.members),
-                "--sampler", "dpmpp", *(["--screen-steps", str(self.screen_steps)] if self.screen_steps else [])]
+                "--sampler", self.sampler, *(["--screen-steps", str(self.screen_steps)] if self.screen_steps else [])]
 
     def options(self) -> SegmentOptions:
-        return SegmentOptions(members=self.members, steps=self.steps, ensemble=self.ensemble,
+        return SegmentOptions(members=self.members, steps=self.steps, ensemble=self.ensemble, sampler=self.sampler,
                               screen_steps=self.screen_steps)
 
     def __str__(self) -> str:
         screen = f", screen {self.screen_steps} steps" if self.screen_steps else ""
-        return f"{self.ensemble} {self.steps} × {self.members}{screen}"
+        return f"{self.ensemble} {self.sampler} {self.steps} × {self.members}{screen}"
 
 
-REFERENCE_RECIPE = Recipe("full", 10, 5)  # the default before issue #11
+REFERENCE_RECIPE = Recipe("full", 10, 5)  # DPM-Solver++ 10 × 5, the default before issue #11
 
 
 # The child reports its own peak RSS (VmHWM, Linux): a forked child's rusage would include this process's.
@@ -253,11 +257,12 @@ def quality(model_name: str, recipes: list[Recipe], data: list[Path], names: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", nargs="+", default=["brats-flair"],
+    parser.add_argument("--model", nargs="+", default=["brats-regions"],
                         help="model(s) for the whole-volume run; the first is the one the recipe tables use")
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
     parser.add_argument("--recipes", nargs="+", type=Recipe.parse, default=None,
-                        help="ensemble,steps,members[,screen_steps] (default: full,10,5 = the default before issue #11, and "
+                        help="ensemble,[sampler,]steps,members[,screen_steps] (default: full,10,5 = DPM-Solver++ 10 × 5, the "
+                             "default before issue #11, and "
                              "the model card's default)")
     parser.add_argument("--quality-data", type=Path, nargs="*", default=DEFAULT_QUALITY_DATA,
                         help="roots holding the quality cases (none: skip the quality table)")
@@ -266,7 +271,8 @@ def main() -> None:
     args = parser.parse_args()
     first_model = load_model(args.model[0])
     defaults = first_model.inference_defaults
-    card_default = Recipe(defaults["ensemble"], defaults["steps"], defaults["members"], defaults.get("screen_steps"))
+    card_default = Recipe(defaults["ensemble"], defaults["steps"], defaults["members"], defaults.get("screen_steps"),
+                          defaults["sampler"])
     recipes = args.recipes or list(dict.fromkeys([REFERENCE_RECIPE, card_default]))
     reference, default = recipes[0], recipes[-1]
 

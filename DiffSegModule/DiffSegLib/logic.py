@@ -33,11 +33,11 @@ from . import geometry, refinerecord, results, review, suspicious, volumeio
 from .guidance import RefineGuidance
 from .regions import DEFAULT_THRESHOLD, threshold_attribute
 from .inputs import DiffSegInputError, input_problems
-from .models import ModelCard, ModelCardError, find_model, list_bundled_models, preference, weights_problem
+from .models import (ModelCard, ModelCardError, find_model, list_bundled_models, preference, sampler_problem,
+                     weights_problem)
 from .refinelogic import RefineMixin
 from .runner import EngineEvent, EngineRunner, Progress, segment_arguments
 
-SAMPLERS = ("dpmpp", "ddim", "ddpm")
 #: ``--ensemble``: ``adaptive`` samples the members only near the tumour a first screen (by default member 0) finds;
 #: ``full`` samples every member on every slice.
 ENSEMBLES = ("adaptive", "full")
@@ -151,8 +151,9 @@ class DiffSegLogic(RefineMixin):
     def problems(self, request: RunRequest) -> list[str]:
         """Every reason the request cannot run (empty list: it can). Changes nothing."""
         found = []
-        if request.sampler not in SAMPLERS:
-            found.append(f"Unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}.")
+        sampler = sampler_problem(request.model, request.sampler)
+        if sampler:
+            found.append(sampler)
         if request.ensemble not in ENSEMBLES:
             found.append(f"Unknown ensemble '{request.ensemble}'; choose one of {', '.join(ENSEMBLES)}.")
         if request.device not in DEVICES:

@@ -35,6 +35,8 @@ _T2_EXCLUDE = ["*flair*"]
 #: Inference defaults for cards that lack one; the engine's ``model_card.DEFAULT_INFERENCE`` (a static test keeps
 #: the two equal). ``ensemble``: ``full`` samples every member on every slice, ``adaptive`` only near the tumour.
 DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full"}
+#: The engine's samplers; ``student`` runs a model's distilled few-step student (``student.safetensors``).
+SAMPLERS = ("dpmpp", "ddim", "ddpm", "student")
 WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -61,6 +63,9 @@ class ModelCard:
     optional_modalities: tuple[str, ...] = ()
     #: Tumour regions the model outputs, in nesting order: ``("wt",)`` or e.g. ``("wt", "tc", "et")``.
     regions: tuple[str, ...] = ("wt",)
+    #: The folder carries a distilled student (card key ``student``), or is one (``distilled_from``: a distil run).
+    has_student: bool = False
+    is_student: bool = False
 
     @property
     def reference_modality(self) -> str:
@@ -121,7 +126,20 @@ def read_model_card(folder: Path | str) -> ModelCard:
         intended_use=str(data.get("intended_use", "")),
         optional_modalities=optional,
         regions=model_regions,
+        has_student="student" in data,
+        is_student="distilled_from" in data,
     )
+
+
+def sampler_problem(card: ModelCard, sampler: str) -> str | None:
+    """Why ``sampler`` cannot run ``card``'s model (the engine refuses the same), else None."""
+    if sampler not in SAMPLERS:
+        return f"Unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}."
+    if sampler == "student" and not (card.has_student or card.is_student):
+        return f"The model {card.name} has no distilled student; choose the dpmpp, ddim or ddpm sampler."
+    if sampler != "student" and card.is_student:
+        return f"The model {card.name} is a distilled student; it runs only with the student sampler."
+    return None
 
 
 def weights_problem(card: ModelCard) -> str | None:

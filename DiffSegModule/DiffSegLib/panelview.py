@@ -21,6 +21,7 @@ SAMPLER_HINTS = {
     "dpmpp": "DPM-Solver++ (default): 10 steps; the FLAIR model was as accurate at 5, the region model was not.",
     "ddim": "DDIM: deterministic given the seed; as accurate as DPM-Solver++ at 5-50 steps with the FLAIR model.",
     "ddpm": "DDPM: the paper's sampler (1000 steps there); at 5-50 steps as accurate as the others here, and as fast.",
+    "student": "Student: the model's distilled student, trained to give each member the 10-step result in 2 passes.",
 }
 NO_MODEL = "Choose a DiffSeg model (or load one from a folder)."
 NO_MODEL_INFO = "No DiffSeg model found: load one from a folder."

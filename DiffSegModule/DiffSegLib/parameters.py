@@ -15,7 +15,8 @@ from typing import Annotated
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from .logic import DEVICES, ENSEMBLES, SAMPLERS
+from .logic import DEVICES, ENSEMBLES
+from .models import SAMPLERS
 from .regions import REGIONS
 
 

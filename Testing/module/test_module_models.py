@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from DiffSegLib.models import ModelCardError, auto_assign, find_model, list_bundled_models, read_model_card
+from DiffSegLib.models import (ModelCardError, auto_assign, find_model, list_bundled_models, read_model_card,
+                              sampler_problem)
 
 
 def _card(folder, **fields):
@@ -34,6 +35,21 @@ def test_bad_cards_are_refused_with_a_reason(tmp_path, content, message):
         (folder / "model.json").write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(ModelCardError, match=message):
         read_model_card(folder)
+
+
+def test_the_student_sampler_needs_a_model_with_a_student(tmp_path):
+    """As the engine's ``LoadedModel.network_for``: a model with an attached student runs every sampler, one without
+    refuses ``student``, a distil run runs only ``student``."""
+    plain = read_model_card(_card(tmp_path / "plain", name="plain", modalities=["flair"]))
+    with_student = read_model_card(_card(tmp_path / "fast", name="fast", modalities=["flair"],
+                                         student={"steps": 2}, inference_defaults={"sampler": "student", "steps": 2}))
+    run = read_model_card(_card(tmp_path / "run", name="run", modalities=["flair"], distilled_from={"steps": 10}))
+    assert with_student.has_student and not with_student.is_student and run.is_student and not plain.has_student
+    assert [sampler_problem(with_student, s) for s in ("student", "dpmpp", "ddpm")] == [None, None, None]
+    assert "has no distilled student" in sampler_problem(plain, "student")
+    assert sampler_problem(plain, "dpmpp") is None and sampler_problem(run, "student") is None
+    assert "runs only with the student sampler" in sampler_problem(run, "ddim")
+    assert "Unknown sampler 'euler'" in sampler_problem(plain, "euler")
 
 
 def test_find_model_by_name_or_folder(tmp_path):

@@ -227,15 +227,19 @@ def _engine_constant(relative: str, name: str):
                 if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets))
 
 
-def test_module_inference_defaults_and_ensembles_are_the_engines():
+def test_module_inference_defaults_ensembles_and_samplers_are_the_engines():
     """A card without ``inference_defaults`` runs with the same settings from the panel as from the CLI, and the
-    panel offers exactly the ``--ensemble`` choices the engine accepts."""
+    panel offers exactly the ``--ensemble`` and ``--sampler`` choices the engine accepts."""
     sys.path.insert(0, str(MODULE))
     from DiffSegLib import logic, models
 
     assert models.DEFAULT_INFERENCE == _engine_constant("model_card.py", "DEFAULT_INFERENCE")
     assert logic.ENSEMBLES == _engine_constant("inference/segment.py", "ENSEMBLES")
     assert "Choice(list(ENSEMBLES))" in _parameters()["ensemble"]
+    tree = ast.parse((REPO / "DiffSegExtension" / "diffusion" / "samplers" / "__init__.py").read_text())
+    engine = next(n.value for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "SAMPLERS")
+    assert set(models.SAMPLERS) == {ast.literal_eval(key) for key in engine.keys}
+    assert "Choice(list(SAMPLERS))" in _parameters()["sampler"]
 
 
 def test_the_warm_engines_flag_is_the_one_the_engine_waits_on():

@@ -1,7 +1,7 @@
 """The sampler a distilled few-step student is trained for (``training/distillation.py``).
 
-DDIM (η = 0) over K passes at t = T·k/K − 1 rounded evenly, k = K … 1 — that is, without the pass at
-t = 0 that the other samplers end with. At t = 0 the noise is ≈ 1 % of the signal, so that last pass
+Deterministic DDIM (η = 0) over K passes at the K + 1 evenly spaced timesteps except t = 0 — that is,
+without the pass at t = 0 that the other samplers end with. At t = 0 the noise is ≈ 1 % of the signal, so that last pass
 changes the sample by almost nothing; a student of K passes spends all K where they matter. The output
 is the last pass's clipped x̂_0.
 """
