@@ -39,7 +39,7 @@ def main() -> None:
     if (run / "model.json").exists():
         distil_args.append("--resume")
     assert diffseg(distil_args) == 0
-    assert diffseg(["export", "--run", str(run), "--out", str(args.model), "--student", "--half"]) == 0
+    assert diffseg(["export", "--run", str(run), "--out", str(args.model), "--student", "--half", "--make-default"]) == 0
     report = args.work / "validation"
     assert diffseg(["evaluate", "--model", str(args.model), "--data", str(FOUR), "--cases", *VALIDATION,
                     "--out", str(report), "--progress", "none"]) == 0

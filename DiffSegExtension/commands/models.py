@@ -23,5 +23,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = ", ".join(m + (" (optional)" if m in optional else "") for m in card["modalities"])
         regions = ", ".join(r.upper() for r in card.get("regions", ["wt"]))
         print(f"{folder.name:16s} inputs: {inputs}  regions: {regions}  {card.get('title', '')}")
-        print(f"{'':16s} defaults: {defaults}  use: {card.get('intended_use', '')}")
+        student = card.get("student")
+        extra = (f"  distilled student: {student['steps']} passes (--sampler student --steps {student['steps']})"
+                 if student else "")
+        print(f"{'':16s} defaults: {defaults}{extra}  use: {card.get('intended_use', '')}")
     return 0

@@ -102,9 +102,9 @@ def export_model(run_folder: Path, out_folder: Path, half: bool = False, card_up
     return out_folder
 
 
-def attach_student(run_folder: Path, model_folder: Path, half: bool = False) -> Path:
-    """Put a distilled student run's EMA weights into its teacher's model folder (``student.safetensors``) and
-    make the student the folder's default sampler; the teacher's weights and its own recipes stay as they are."""
+def attach_student(run_folder: Path, model_folder: Path, half: bool = False, make_default: bool = False) -> Path:
+    """Put a distilled student run's EMA weights into its teacher's model folder (``student.safetensors``), and with
+    ``make_default`` make it the folder's default sampler; the teacher's weights and its own recipes stay as they are."""
     run_card = read_model_card(run_folder)
     source = run_card.get("distilled_from")
     if not source:
@@ -118,6 +118,7 @@ def attach_student(run_folder: Path, model_folder: Path, half: bool = False) -> 
     card["student"] = {"weights_sha256": sha, "steps": steps,
                        "distilled_from": {"sampler": source["sampler"], "steps": source["steps"]},
                        "training": run_card["training"]}
-    card["inference_defaults"] = {**card.get("inference_defaults", {}), "sampler": "student", "steps": steps}
+    if make_default:
+        card["inference_defaults"] = {**card.get("inference_defaults", {}), "sampler": "student", "steps": steps}
     write_text_atomic(Path(model_folder) / CARD_FILE, json.dumps(card, indent=2))
     return Path(model_folder)

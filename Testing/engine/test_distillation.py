@@ -119,20 +119,26 @@ def test_distillation_resumes_bit_for_bit(tmp_path, tiny_run, phantom_cases):
     assert main([*common, "--out", str(resumed), "--iterations", "4"]) == 2, "an existing run needs --resume"
 
 
-def test_an_attached_student_is_the_models_default_and_segments_as_the_run_does(tmp_path, tiny_run, phantom_cases,
-                                                                                capsys):
+def test_an_attached_student_segments_as_its_run_does_and_is_the_default_only_when_asked(tmp_path, tiny_run, phantom_cases,
+                                                                                          capsys, monkeypatch):
     run = tmp_path / "student"
     assert main(["distil", "--teacher", str(tiny_run), "--data", str(phantom_cases), "--out", str(run),
                  "--iterations", "3", *DISTIL_ARGS]) == 0
-    model = tmp_path / "model"
+    model = tmp_path / "bundle" / "model"
     shutil.copytree(tiny_run, model)
     assert main(["export", "--run", str(run), "--out", str(model), "--student"]) == 0
+    assert load_model(model).inference_defaults["sampler"] == "dpmpp", "attached, not the default unless asked"
+    assert main(["export", "--run", str(run), "--out", str(model), "--student", "--make-default"]) == 0
     loaded = load_model(model)
     assert loaded.inference_defaults["sampler"] == "student" and loaded.card["student"]["steps"] == 2
     assert loaded.card["student"]["distilled_from"] == {"sampler": "dpmpp", "steps": 4}
     ema = load_file(str(run / "weights.safetensors"))
     assert all(torch.equal(v, ema[f"ema.{k}"]) for k, v in loaded.network_for("student").state_dict().items())
     assert loaded.network_for("dpmpp") is loaded.network, "the teacher's own recipes keep the teacher"
+    monkeypatch.setenv("DIFFSEG_MODELS_DIR", str(model.parent))
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    assert "distilled student: 2 passes" in capsys.readouterr().out
 
     case = list_cases(phantom_cases)[3]
     inputs = ["--flair", str(case / f"{case.name}_flair.nii.gz"), "--t1ce", str(case / f"{case.name}_t1ce.nii.gz"),
