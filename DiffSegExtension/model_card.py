@@ -161,6 +161,11 @@ class LoadedModel:
     def inference_defaults(self) -> dict[str, Any]:
         return {**DEFAULT_INFERENCE, **self.card.get("inference_defaults", {})}
 
+    def sampler_options(self, sampler: str) -> dict[str, Any]:
+        """Options the model itself gives ``sampler``: its student's calibrated thresholds for ``student``."""
+        calibration = self.card.get("student", self.card).get("calibration")
+        return {"thresholds": calibration["thresholds"]} if sampler == "student" and calibration else {}
+
     def network_for(self, sampler: str) -> DenoisingUNet:
         """The network ``sampler`` runs: the distilled student for ``student`` (the folder's own network when the
         folder is a student run), the model's network for every other sampler."""

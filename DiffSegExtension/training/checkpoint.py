@@ -117,7 +117,8 @@ def attach_student(run_folder: Path, model_folder: Path, half: bool = False, mak
     sha = _save_tensors(Path(model_folder) / STUDENT_FILE, _ema_weights(run_folder, half))
     card["student"] = {"weights_sha256": sha, "steps": steps,
                        "distilled_from": {"sampler": source["sampler"], "steps": source["steps"]},
-                       "training": run_card["training"]}
+                       "training": run_card["training"], **({"calibration": run_card["calibration"]}
+                                                            if "calibration" in run_card else {})}
     if make_default:
         card["inference_defaults"] = {**card.get("inference_defaults", {}), "sampler": "student", "steps": steps}
     write_text_atomic(Path(model_folder) / CARD_FILE, json.dumps(card, indent=2))

@@ -83,7 +83,7 @@ def sample_members(model: LoadedModel, prepared: PreparedVolume, settings: Setti
                            condition_input(net, prepared.images, present), prepared.source_slices, members=members,
                            first_member=first_member, sampler=settings.sampler, steps=settings.steps, seed=settings.seed,
                            batch_size=settings.batch_size or default_batch_size(device, height, width), device=device,
-                           regions=len(net.regions))
+                           regions=len(net.regions), sampler_options=model.sampler_options(settings.sampler))
 
 
 def diffusion_segment(model: LoadedModel, settings: Settings) -> Callable[[PreparedVolume], Segmentation]:
