@@ -140,7 +140,9 @@ def default_batch_size(device: torch.device, height: int, width: int) -> int:
 def min_window(model: LoadedModel, height: int, width: int) -> int:
     """The smallest window (pixels a side) the network samples in: its training crop (it learnt on inputs of
     that size), or the whole (H, W) slice when the card does not say."""
-    return model.card.get("training", {}).get("options", {}).get("crop") or max(height, width)
+    training = model.card.get("training", {})
+    crop = training.get("options", {}).get("crop") or training.get("distillation", {}).get("crop")  # a distil run's
+    return crop or max(height, width)
 
 
 def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progress: Progress | None = None) -> Segmentation:

@@ -61,6 +61,22 @@ def test_student_sampler_lands_on_the_x0_its_network_predicts(steps):
     assert torch.allclose(out, x0, atol=1e-4)
 
 
+def test_student_thresholds_shift_only_the_output():
+    """Calibrated thresholds τ_r: a member marks region r where the last x̂_0 ≥ τ_r; the passes before are unchanged."""
+    schedule = NoiseSchedule.from_config(DiffusionConfig(prediction="v"))
+    x0 = torch.full((1, 2, 4, 4), 0.3)
+    plain = sample_masks(_Oracle(x0, schedule), torch.zeros(1, 1, 4, 4), StudentSampler(schedule, 2),
+                         sample_generators(0, [(0, 0)]), regions=2)
+    shifted = sample_masks(_Oracle(x0, schedule), torch.zeros(1, 1, 4, 4), StudentSampler(schedule, 2, [0.5, -0.5]),
+                           sample_generators(0, [(0, 0)]), regions=2)
+    assert torch.allclose(plain, x0, atol=1e-4)
+    assert torch.allclose(shifted[:, 0], torch.full((1, 4, 4), -0.2), atol=1e-4)
+    assert torch.allclose(shifted[:, 1], torch.full((1, 4, 4), 0.8), atol=1e-4)
+    with pytest.raises(ValueError, match="thresholds"):
+        sample_masks(_Oracle(x0, schedule), torch.zeros(1, 1, 4, 4), StudentSampler(schedule, 2, [0.1]),
+                     sample_generators(0, [(0, 0)]), regions=2)
+
+
 def _dataset_factory(teacher, phantom_cases):
     net = teacher.config.network
 
@@ -104,6 +120,17 @@ def test_the_student_learns_the_teachers_members(tmp_path, tiny_run, phantom_cas
     with pytest.raises(DiffSegInputError, match="no distilled student"):
         teacher.network_for("student")
 
+    # Calibration: with its thresholds the student's members mark as much of the pool as the teacher's did.
+    calibration = card["calibration"]
+    assert calibration["iteration"] == 40
+    assert calibration["teacher_fraction"] == [pytest.approx(float((pool.member > 0).float().mean()), abs=1e-6)]
+    with torch.no_grad():
+        marked = float((student_passes(student.network, sampler, pool.condition.float(), pool.start)[-1]
+                        >= calibration["thresholds"][0]).float().mean())
+    assert marked == pytest.approx(calibration["teacher_fraction"][0], abs=2e-3)
+    assert student.sampler_options("student") == {"thresholds": calibration["thresholds"]}
+    assert student.sampler_options("dpmpp") == {} and teacher.sampler_options("student") == {}
+
 
 def test_distillation_resumes_bit_for_bit(tmp_path, tiny_run, phantom_cases):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -135,6 +162,8 @@ def test_an_attached_student_segments_as_its_run_does_and_is_the_default_only_wh
     ema = load_file(str(run / "weights.safetensors"))
     assert all(torch.equal(v, ema[f"ema.{k}"]) for k, v in loaded.network_for("student").state_dict().items())
     assert loaded.network_for("dpmpp") is loaded.network, "the teacher's own recipes keep the teacher"
+    run_card = json.loads((run / "model.json").read_text())
+    assert loaded.sampler_options("student") == {"thresholds": run_card["calibration"]["thresholds"]}
     monkeypatch.setenv("DIFFSEG_MODELS_DIR", str(model.parent))
     capsys.readouterr()
     assert main(["models"]) == 0
