@@ -50,7 +50,7 @@ def choose_bundled_model(given: Iterable[str]) -> Path:
     (``DiffSegModule/DiffSegLib/models.py``, ``preference``): among those whose required modalities are all given,
     real-MRI models before the phantom demo model, then the one that uses most of the given modalities, then the
     one that lacks fewest of its own inputs (FLAIR alone: ``brats-flair``, made for it, rather than ``brats-regions``
-    without its optional sequences: same whole-tumour Dice, 2.7× faster, docs/results.md §5), then region models."""
+    without its optional sequences: same whole-tumour Dice, docs/results.md §5), then region models."""
     given = set(given)
     ranked, needs = [], []
     for folder in list_bundled_models():

@@ -1,16 +1,18 @@
 """Distil a model's many-step sampler into a few-step student (trajectory distillation).
 
-The teacher's deterministic sampler (DPM-Solver++, its card's steps) maps start noise x_T and the MRI
-to one ensemble member x̂_0. The student, the same network warm-started from the teacher's weights,
-learns that map for :class:`~DiffSegExtension.diffusion.samplers.student.StudentSampler`'s K passes: at
-every pass its x̂_0 is regressed onto the teacher's member from the same x_T (Luhman & Luhman 2021,
-"Knowledge distillation in iterative generative models"; here with K > 1 passes, each fed the state
-the student's own previous pass leads to, exactly as at inference). Because each member still comes
+The teacher's deterministic sampler (``teacher_sampler`` × ``teacher_steps``: DPM-Solver++ 10 steps)
+maps start noise x_T and the MRI to one ensemble member x̂_0. The student, the same network warm-started
+from the teacher's weights, learns that map for the K passes of the ``student`` sampler
+(:class:`~DiffSegExtension.diffusion.samplers.student.StudentSampler`): at every pass its x̂_0 is regressed
+onto the teacher's member from the same x_T (Luhman & Luhman 2021, "Knowledge distillation in iterative
+generative models"; here with K > 1 passes, each fed the state the student's own previous pass leads to,
+exactly as at inference). Because each member still comes
 from its own noise, the student keeps an ensemble — its spread is what the uncertainty is made of.
 
 Teacher members are computed once for a pool of training crops (the teacher's own batches: tumour
 and random crops, flips, intensity jitter, sequence drop-out) and reused; the pool is cached in the
-run folder so that ``--resume`` continues bit for bit without re-running the teacher.
+run folder so that ``--resume`` continues bit for bit without re-running the teacher. After training,
+:func:`calibrate` sets per-region thresholds on the student's x̂_0 from the same pool.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 from DiffSegExtension.atomic import atomic_path, write_text_atomic
 from DiffSegExtension.data.training_data import SliceDataset
 from DiffSegExtension.diffusion.samplers import make_sampler
+from DiffSegExtension.diffusion.samplers.base import per_sample_noise
 from DiffSegExtension.diffusion.samplers.student import StudentSampler
 from DiffSegExtension.diffusion.sampling import sample_generators, sample_masks
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
@@ -45,11 +48,11 @@ class DistilOptions:
     student_steps: int = 2        # K: network passes of the student's sampler
     teacher_sampler: str = "dpmpp"  # the recipe the student imitates
     teacher_steps: int = 10
-    iterations: int = 1000
+    iterations: int = 1500
     batch_size: int = 16
     pool: int = 4096              # teacher members computed once (crops × 1 member each)
     crop: int = 128
-    lr: float = 5e-5
+    lr: float = 1e-4
     warmup: int = 50
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -88,8 +91,8 @@ def build_teacher_pool(teacher: LoadedModel, dataset: SliceDataset, options: Dis
                                      tumour_fraction=0.5, modality_dropout=0.5)
         condition = condition_input(config, batch.images, batch.present)
         keys = [(j * options.batch_size + b, 0) for b in range(size)]
-        start = torch.stack([torch.randn((len(config.regions), options.crop, options.crop), generator=g)
-                             for g in sample_generators(options.seed, keys)])
+        start = per_sample_noise(torch.empty(size, len(config.regions), options.crop, options.crop),
+                                 sample_generators(options.seed, keys))  # what sample_masks starts from
         member = sample_masks(teacher.network_for(options.teacher_sampler), condition,
                               make_sampler(options.teacher_sampler, schedule, options.teacher_steps),
                               sample_generators(options.seed, keys), regions=len(config.regions))
@@ -152,7 +155,6 @@ def distil(teacher: LoadedModel, pool: TeacherPool, out_dir: Path, options: Dist
     Loss: mean over passes of the MSE between the pass's x̂_0 and the teacher member, per pixel and region.
     """
     out_dir = Path(out_dir)
-    torch.manual_seed(options.seed)
     network = DenoisingUNet(teacher.config.network)
     network.load_state_dict(teacher.network_for(options.teacher_sampler).state_dict())
     ema = AveragedModel(network, multi_avg_fn=ema_with_warmup(options.ema_decay), use_buffers=True)

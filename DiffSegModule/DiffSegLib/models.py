@@ -177,7 +177,7 @@ def preference(card: ModelCard, volumes=None) -> tuple:
     """Sort key of the automatic model choice (smallest first): real-MRI models before the phantom demo model
     (it has never seen patient data); given ``volumes`` (modality → node or None), the model that uses most of
     them, then the one that lacks fewest of its own inputs (FLAIR alone: ``brats-flair``, made for it, rather than
-    ``brats-regions`` without its optional sequences: same whole-tumour Dice, 2.7× faster, docs/results.md §5);
+    ``brats-regions`` without its optional sequences: same whole-tumour Dice, docs/results.md §5);
     then region models (they also give the core and enhancing tumour) before whole-tumour ones. The engine's
     ``choose_bundled_model`` (``diffseg segment`` without ``--model``) ranks the same way."""
     used = len(card.given(volumes)) if volumes is not None else 0

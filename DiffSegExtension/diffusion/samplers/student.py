@@ -1,10 +1,10 @@
 """The sampler a distilled few-step student is trained for (``training/distillation.py``).
 
-Deterministic DDIM (η = 0) over K passes at the K + 1 evenly spaced timesteps except t = 0 — that is,
-without the pass at t = 0 that the other samplers end with. At t = 0 the noise is ≈ 1 % of the signal, so that last pass
-changes the sample by almost nothing; a student of K passes spends all K where they matter. The output
-is the last pass's clipped x̂_0, shifted by the student's calibrated per-region ``thresholds`` τ_r when
-given: x̂_0 − τ_r, so that a member marks region r where x̂_0 ≥ τ_r (see ``calibrate`` in distillation.py).
+Deterministic DDIM (η = 0) over K passes at the K + 1 evenly spaced timesteps except t = 0, the pass
+the other samplers end with: at t = 0 the noise is ≈ 1 % of the signal, so that pass changes the sample
+by almost nothing, and a student of K passes spends all K where they matter. The output is the last
+pass's clipped x̂_0, shifted by the student's calibrated per-region ``thresholds`` τ_r when given:
+x̂_0 − τ_r, so that a member marks region r where x̂_0 ≥ τ_r (``calibrate`` in training/distillation.py).
 """
 
 from __future__ import annotations
