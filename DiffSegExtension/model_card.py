@@ -161,10 +161,12 @@ class LoadedModel:
     def inference_defaults(self) -> dict[str, Any]:
         return {**DEFAULT_INFERENCE, **self.card.get("inference_defaults", {})}
 
-    def sampler_options(self, sampler: str) -> dict[str, Any]:
-        """Options the model itself gives ``sampler``: its student's calibrated thresholds for ``student``."""
+    def sampler_options(self, sampler: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Options for ``sampler``: the model's own (its student's calibrated thresholds for ``student``), then
+        ``given`` (the user's, e.g. DDIM's η), which win."""
         calibration = self.card.get("student", self.card).get("calibration")
-        return {"thresholds": calibration["thresholds"]} if sampler == "student" and calibration else {}
+        own = {"thresholds": calibration["thresholds"]} if sampler == "student" and calibration else {}
+        return {**own, **(given or {})}
 
     def network_for(self, sampler: str) -> DenoisingUNet:
         """The network ``sampler`` runs: the distilled student for ``student`` (the folder's own network when the

@@ -166,7 +166,7 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     present = torch.tensor(prepared.present).expand(count, -1)
     common = dict(members=options.members, sampler=options.sampler, steps=options.steps, seed=options.seed,
                   batch_size=batch, device=device, on_step=progress.advance,
-                  sampler_options={**model.sampler_options(options.sampler), **options.sampler_options},
+                  sampler_options=model.sampler_options(options.sampler, options.sampler_options),
                   regions=len(net.regions))
     schedule = NoiseSchedule.from_config(model.config.diffusion)
     condition = condition_input(net, prepared.images, present)

@@ -97,7 +97,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
         inference_network(model, device, options.sampler), NoiseSchedule.from_config(model.config.diffusion),
         condition_input(net, prepared.images, present, hints)[crop], prepared.source_slices, members=options.members,
         sampler=options.sampler, steps=options.steps, seed=options.seed, batch_size=batch, device=device,
-        on_step=progress.advance, sampler_options={**model.sampler_options(options.sampler), **options.sampler_options},
+        on_step=progress.advance, sampler_options=model.sampler_options(options.sampler, options.sampler_options),
         regions=len(regions),
         known=tuple(k[crop] for k in known_rows))  # (N, S, R, h, w)
     members = torch.zeros(*sampled.shape[:3], height, width, dtype=torch.uint8)
