@@ -8,7 +8,9 @@ Raising the trim and mmap thresholds makes the heap keep those pages; the peak r
 unchanged (the same tensors are alive at the peak), only its release is deferred to the process's end.
 
 Process-wide, so it is called by the ``diffseg`` command line (a process of its own, also when Slicer
-runs it), never on import. Only glibc (Linux) exposes these knobs; elsewhere it does nothing.
+runs it), never on import. Once sampling is done, :func:`release_freed_memory` hands the kept pages back
+before the whole-volume maps are built, so they do not add to the peak. Only glibc (Linux) exposes these
+knobs; elsewhere both do nothing.
 """
 
 from __future__ import annotations
@@ -29,15 +31,31 @@ TOP_PAD = 256 << 20
 MMAP_THRESHOLD = 32 << 20
 
 
+def _glibc_function(name: str):
+    """glibc's ``name`` (a ctypes function), or None off Linux or in other C libraries (musl has no mallopt)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc as above. Returns whether it applied (False off glibc)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in
                ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD)))
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free pages to the OS now (glibc's ``malloc_trim``). Returns whether it ran."""
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

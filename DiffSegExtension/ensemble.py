@@ -29,13 +29,14 @@ def binarise(samples: torch.Tensor) -> torch.Tensor:
 
 
 def aggregate(members: torch.Tensor) -> EnsembleResult:
-    """members (N, ...) in {0, 1}: N binary member masks of the same pixels → :class:`EnsembleResult`."""
+    """members (N, ...) in {0, 1} (any dtype): N binary member masks of the same pixels → :class:`EnsembleResult`.
+
+    The variance of binary members is p(1 − p), so only the vote count is summed over members (no float copy
+    of all N masks: a whole volume's are hundreds of MB)."""
     if members.ndim < 2 or members.shape[0] < 1:
         raise ValueError("members must be (N, ...) with N >= 1")
-    members = members.float()
-    p = members.mean(dim=0)
-    uncertainty = members.var(dim=0, unbiased=False)
-    return EnsembleResult(probability=p, mask=(p >= 0.5).to(torch.uint8), uncertainty=uncertainty,
+    p = members.sum(dim=0, dtype=torch.float32) / members.shape[0]
+    return EnsembleResult(probability=p, mask=(p >= 0.5).to(torch.uint8), uncertainty=p * (1 - p),
                           entropy=binary_entropy(p))
 
 

@@ -72,7 +72,8 @@ class PreparedVolume:
         return self._resampled_shape != self._inplane_shape
 
     def restore(self, maps: np.ndarray | torch.Tensor, fill: float = 0.0) -> np.ndarray:
-        """Per-slice maps (S, H, W) → float32 volume on the source grid (shape and axis order of the case).
+        """Per-slice maps (S, H, W) → float32 volume on the source grid (shape and axis order of the case);
+        (S, C, H, W) → (C, *that shape), one map after the other (a whole-volume map is tens of MB).
 
         Un-pads, un-crops, resamples back to the original in-plane size (bilinear) and undoes the
         reorientation; slices that were not selected and pixels outside the box get ``fill``.
@@ -80,9 +81,18 @@ class PreparedVolume:
         maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
         maps = maps.detach().to(device="cpu", dtype=torch.float32)
         expected = (len(self), *self.images.shape[2:])
-        if tuple(maps.shape) != expected:
+        if maps.ndim not in (3, 4) or (maps.shape[0], *maps.shape[-2:]) != expected:
             raise DiffSegInputError(f"maps of shape {tuple(maps.shape)} do not match the prepared slices "
                                     f"{expected}: give one (H, W) map per prepared slice")
+        if maps.ndim == 3:
+            return self._restore_map(maps, fill)
+        volumes = np.empty((maps.shape[1], *self.frame.shape), dtype=np.float32)
+        for c in range(maps.shape[1]):
+            volumes[c] = self._restore_map(maps[:, c], fill)
+        return volumes
+
+    def _restore_map(self, maps: torch.Tensor, fill: float) -> np.ndarray:
+        """:meth:`restore` of one (S, H, W) float32 map."""
         n0, n1 = self._resampled_shape
         (grid_r, win_r), (grid_c, win_c) = (_overlap(self._offset[0], maps.shape[1], n0),
                                           _overlap(self._offset[1], maps.shape[2], n1))
@@ -98,9 +108,10 @@ class PreparedVolume:
             box = torch.zeros((1, n0, n1), dtype=torch.bool)
             box[:, grid_r, grid_c] = True
             canvas[:, ~_resize_mask(box, self._inplane_shape)[0]] = float(fill)
-        volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
-        volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
-        return self.frame.from_canonical(volume)
+        # Slices first, so each selected slice is one contiguous block, then one transposing copy.
+        by_slice = np.full((self.frame.canonical_shape[2], *self._inplane_shape), fill, dtype=np.float32)
+        by_slice[self._canonical_slices] = canvas.numpy()
+        return self.frame.from_canonical(by_slice.transpose(1, 2, 0))
 
     def to_slices(self, volume: np.ndarray) -> torch.Tensor:
         """A volume on the source grid (the case's shape and axis order) → (S, H, W) float32 in the slices'

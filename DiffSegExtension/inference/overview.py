@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 #: Contour colour per region in the overview.
@@ -14,10 +15,9 @@ REGION_COLOURS = {"wt": "yellow", "tc": "red", "et": "cyan"}
 def most_tumour_slice(members) -> int:
     """Index (into the sampled slices) with the largest mean whole-tumour member area; 0 if no tumour anywhere.
 
-    members: (N, S, R, H, W) or (N, S, H, W)."""
-    areas = members.float().mean(dim=0)
-    areas = areas[:, 0] if areas.ndim == 4 else areas
-    return int(areas.sum(dim=(1, 2)).argmax())
+    members: (N, S, R, H, W) or (N, S, H, W) in {0, 1}, any dtype (counted as integers: no float copy)."""
+    whole = members[:, :, 0] if members.ndim == 5 else members
+    return int(whole.sum(dim=(0, 2, 3), dtype=torch.int64).argmax())
 
 
 def render_overview(path: Path, seg, title: str = "", max_members: int = 5) -> None:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from DiffSegExtension.allocator import release_freed_memory
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
 from DiffSegExtension.diffusion.samplers import make_sampler
@@ -20,7 +21,7 @@ from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_e
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
-from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions, nest
+from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions
 
 
 ENSEMBLES = ("adaptive", "full")
@@ -180,6 +181,7 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     else:
         members = sample_ensemble(network, schedule, condition, prepared.source_slices, **common)
     progress.close()
+    release_freed_memory()  # the passes' kept activations; the maps built next would otherwise add to them
     seg = segmentation_from_members(prepared, members, options, passes, net.regions)
     if work is not None:
         seg.passes_per_slice, seg.adaptive = work.full_slice_passes(options.steps) / count, work
@@ -191,21 +193,19 @@ def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, o
                               passes: int, regions: tuple[str, ...] = ("wt",)) -> Segmentation:
     """Members (N, S, R, H, W) {0, 1} → nested, limited to the brain, aggregated per region and restored to
     the input grid (``seconds`` left 0)."""
-    members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain
-    members = torch.from_numpy(nest(members.numpy().swapaxes(0, 2))).swapaxes(0, 2).contiguous()
+    members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain (a new tensor)
+    for r in range(members.shape[2] - 2, -1, -1):  # nest in place: an inner region's voxel is in every outer one
+        members[:, :, r] |= members[:, :, r + 1]
     result = aggregate(members)
-
-    def restore(maps: torch.Tensor) -> np.ndarray:  # (S, R, H, W) → (R, *input shape)
-        return np.stack([prepared.restore(maps[:, r]) for r in range(maps.shape[1])]).astype(np.float32)
-
-    probability = restore(result.probability)
+    probability, uncertainty, entropy = (prepared.restore(maps) for maps in
+                                         (result.probability, result.uncertainty, result.entropy))
     mask = (probability >= 0.5).astype(np.uint8)
     return Segmentation(
         regions=tuple(regions),
         probability=probability,
         mask=mask,
-        uncertainty=restore(result.uncertainty),
-        entropy=restore(result.entropy),
+        uncertainty=uncertainty,
+        entropy=entropy,
         label_map=label_map_from_regions(mask, regions),
         members=members,
         prepared=prepared,

@@ -200,6 +200,20 @@ def test_nan_fill_stays_outside_the_box(fine_case):
     assert np.array_equal(with_zero[brain], on_selected[brain])
 
 
+@pytest.mark.parametrize("resampled", [False, True])
+def test_several_maps_restore_as_each_alone(phantom_case, fine_case, resampled):
+    case = fine_case if resampled else phantom_case
+    prepared = prepare_volume(case, ["flair"], ONE_MM, size_multiple=16)
+    assert prepared.resampled == resampled
+    maps = torch.stack([prepared.images[:, 0], prepared.label.float(), 1 - prepared.images[:, 0]], dim=1)
+    together = prepared.restore(maps, fill=np.nan)
+    assert together.shape == (3, *case.shape) and together.dtype == np.float32
+    for c in range(3):
+        assert np.array_equal(together[c], prepared.restore(maps[:, c], fill=np.nan), equal_nan=True)
+    with pytest.raises(DiffSegInputError, match="do not match the prepared slices"):
+        prepared.restore(maps[:-1])
+
+
 def test_coarse_volume_is_upsampled(fine_case):
     prepared = prepare_volume(fine_case, ["flair"], PreprocessConfig(pixel_spacing_mm=0.25), size_multiple=32)
     assert prepared.pixel_spacing == pytest.approx((0.25, 0.25), rel=0.01)
