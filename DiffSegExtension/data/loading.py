@@ -12,6 +12,7 @@ import numpy as np
 from DiffSegExtension.data.modalities import MODALITY_ALIASES, canonical_modality, case_name_from_file, find_case_files
 from DiffSegExtension.data.resample import resample_to_grid, same_grid
 from DiffSegExtension.errors import DiffSegInputError
+from DiffSegExtension.parallel_io import map_files
 
 _DISPLAY = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce", "t2": "T2", "seg": "segmentation"}
 
@@ -73,17 +74,18 @@ def load_case(source: Path | Mapping[str, Path], modalities: Sequence[str], *, w
             raise DiffSegInputError(f"no {_DISPLAY[modality]} file for {where} (found: {found}): add a file named "
                                     f"<case>_{modality}.nii.gz (accepted tokens: {aliases}) or pass it explicitly")
 
+    read = dict(zip(needed, map_files(lambda m: _read(files[m], m, allow_2d), needed)))
     ref_name = wanted[0]
-    reference, ref_data = _read(files[ref_name], ref_name, allow_2d)
+    reference, ref_data = read[ref_name]
     shape, affine = ref_data.shape, np.asarray(reference.affine, dtype=np.float64)
     images = {ref_name: ref_data}
     for modality in wanted[1:]:
-        image, data = _read(files[modality], modality, allow_2d)
+        image, data = read[modality]
         images[modality] = _onto_reference(data, image.affine, shape, affine, files[modality], modality,
                                            files[ref_name], fill=float(data.min()))
     label = label_map = None
     if with_label:
-        image, data = _read(files["seg"], "seg", allow_2d)
+        image, data = read["seg"]
         data = _onto_reference(data, image.affine, shape, affine, files["seg"], "seg", files[ref_name], fill=0.0)
         # Labels are integers; rounded so float label files with rounding noise still work.
         label_map = np.rint(np.clip(data, 0, 255)).astype(np.uint8)

@@ -15,6 +15,7 @@ from DiffSegExtension.data.loading import Case
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.overview import render_overview
 from DiffSegExtension.inference.segment import Segmentation
+from DiffSegExtension.parallel_io import map_files
 from DiffSegExtension.regions import QUBRATS_NAMES, output_labels
 
 OUTPUT_FILES = {
@@ -82,15 +83,13 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
     if qubrats:
         files.update(qubrats_files(case.name, seg.regions))
     voxel_ml = abs(np.linalg.det(case.affine[:3, :3])) / 1000.0
+    volumes = [(seg.label_map, np.uint8, "segmentation")]
+    for i, region in enumerate(seg.regions):
+        volumes += [(getattr(seg, kind)[i], np.float32, kind + ("" if i == 0 else f"_{region}")) for kind in MAP_KINDS]
+    if qubrats:
+        volumes += [(volume, np.uint8, f"qubrats_{region}") for region, volume in zip(seg.regions, qubrats_uncertainty(seg))]
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        nib.save(like_reference(seg.label_map, case, np.uint8), tmp / files["segmentation"])
-        for i, region in enumerate(seg.regions):
-            suffix = "" if i == 0 else f"_{region}"
-            for kind in MAP_KINDS:
-                nib.save(like_reference(getattr(seg, kind)[i], case, np.float32), tmp / files[kind + suffix])
-        if qubrats:
-            for region, volume in zip(seg.regions, qubrats_uncertainty(seg)):
-                nib.save(like_reference(volume, case, np.uint8), tmp / files[f"qubrats_{region}"])
+        map_files(lambda v: nib.save(like_reference(v[0], case, v[1]), tmp / files[v[2]]), volumes)
         if overview:
             render_overview(tmp / files["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
         if write_extra is not None:
