@@ -107,6 +107,7 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
             break
         started = time.perf_counter()
         previous = load_previous(folder, case, regions)
+        before = float(previous.maps["uncertainty"][0][click.component].mean())  # refine_case updates the maps
         new = Guidance([Point(click.kind, click.ras, "wt", radius, reach)])
         result = refine_case(model, case, previous, new, options, margin=margin)
         folder = work / f"click{n}"
@@ -114,7 +115,6 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
                       write_extra=lambda tmp: write_guidance(tmp, result.guidance, case))
         seconds = time.perf_counter() - started
         masks = result.seg.mask
-        before = float(previous.maps["uncertainty"][0][click.component].mean())
         after = float(result.seg.uncertainty[0][click.component].mean())
         record["clicks"].append(_click_record(click, seconds=round(seconds, 3), uncertainty_before=before,
                                               uncertainty_after=after, resampled_slices=len(result.resampled)))

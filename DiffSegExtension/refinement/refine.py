@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from DiffSegExtension.data.geometry import CanonicalFrame
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
@@ -65,7 +66,8 @@ class Refinement:
 
 def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: Guidance, options: SegmentOptions,
                 margin: int = DEFAULT_MARGIN, progress: Progress | None = None) -> Refinement:
-    """Apply ``previous.guidance`` + ``new`` to ``previous`` (see the module docstring)."""
+    """Apply ``previous.guidance`` + ``new`` to ``previous`` (see the module docstring). ``previous.maps`` become the
+    result's maps: they are updated in place (whole volumes; copying them took about a second)."""
     progress = progress or Progress("none")
     started = time.perf_counter()
     if new.is_empty():
@@ -77,9 +79,10 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     regions = tuple(net.regions)
     guidance = previous.guidance.merged(new)
     known = guidance.known(case.affine, case.shape, regions)
-    everything = prepare_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
-                                regions=regions, optional=net.optional_modalities)
-    prepared = _touched(everything, new.known(case.affine, case.shape, regions), margin)
+    axis = CanonicalFrame(case.affine, case.shape, model.config.preprocess.orientation).slice_axis
+    prepared = prepare_volume(case, model.modalities, model.config.preprocess, net.size_multiple, regions=regions,
+                              optional=net.optional_modalities,
+                              keep=_touched(new.known(case.affine, case.shape, regions), axis, margin))
     device = resolve_device(options.device)
     count, _, height, width = prepared.images.shape
     known_rows = known_slices(prepared, known)
@@ -129,16 +132,12 @@ def _window(prepared: PreparedVolume, previous: PreviousResult, known: torch.Ten
     return tumour_window(around, AdaptiveSettings(min_window=smallest), multiple)
 
 
-def _touched(prepared: PreparedVolume, new_known: np.ndarray, margin: int) -> PreparedVolume:
-    """The prepared slices within ``margin`` of a source slice where ``new_known`` (R, *shape) is set."""
-    axis = prepared.frame.slice_axis
-    other = tuple(a for a in range(new_known.ndim) if a != axis + 1)
-    touched = np.flatnonzero(new_known.any(axis=other))
-    keep = [i for i, s in enumerate(prepared.source_slices) if len(touched) and np.abs(touched - s).min() <= margin]
-    if not keep:
-        raise DiffSegInputError(f"the guidance lies only in slices without brain (source slices {touched.min()}–"
-                                f"{touched.max()} along voxel axis {axis}): place it inside the brain")
-    return prepared.select(keep)
+def _touched(new_known: np.ndarray, axis: int, margin: int) -> list[int]:
+    """Source slices (along voxel ``axis``) within ``margin`` of one where ``new_known`` (R, *shape) is set."""
+    touched = np.flatnonzero(new_known.any(axis=tuple(a for a in range(new_known.ndim) if a != axis + 1)))
+    if not len(touched):
+        raise DiffSegInputError("the guidance lies outside the image: place points and strokes inside the volume")
+    return sorted({s for t in touched for s in range(t - margin, t + margin + 1)})
 
 
 def known_slices(prepared: PreparedVolume, known: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,10 +172,8 @@ def _slab(shape: tuple[int, int, int], prepared: PreparedVolume) -> np.ndarray:
 
 
 def _merge(previous: dict[str, np.ndarray], fresh: Segmentation, prepared: PreparedVolume) -> dict[str, np.ndarray]:
-    """The previous maps with the re-sampled source slices replaced by ``fresh``'s (copies)."""
+    """The previous maps, in place, with the re-sampled source slices replaced by ``fresh``'s."""
     index = _source_index(prepared)
-    maps = {}
     for kind in MAP_KINDS:
-        maps[kind] = previous[kind].copy()
-        maps[kind][index] = getattr(fresh, kind)[index]
-    return maps
+        previous[kind][index] = getattr(fresh, kind)[index]
+    return previous

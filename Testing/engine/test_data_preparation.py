@@ -214,6 +214,23 @@ def test_several_maps_restore_as_each_alone(phantom_case, fine_case, resampled):
         prepared.restore(maps[:-1])
 
 
+@pytest.mark.parametrize("resampled", [False, True])
+def test_keeping_some_slices_prepares_them_as_the_whole_volume_does(phantom_case, fine_case, resampled):
+    case = fine_case if resampled else phantom_case
+    everything = prepare_volume(case, ["flair"], ONE_MM, size_multiple=16)
+    positions = [1, len(everything) // 2, len(everything) - 1]
+    wanted = [everything.source_slices[i] for i in positions]
+    kept = prepare_volume(case, ["flair"], ONE_MM, size_multiple=16, keep=[*wanted, -5, 10_000])  # others: ignored
+    alone = everything.select(positions)
+    assert kept.source_slices == alone.source_slices
+    for name in ("images", "brain", "region_label"):
+        assert torch.equal(getattr(kept, name), getattr(alone, name)), name
+    assert np.array_equal(kept.restore(kept.images[:, 0]), alone.restore(alone.images[:, 0]))
+    unselected = sorted(set(range(case.shape[kept.frame.slice_axis])) - set(everything.source_slices))
+    with pytest.raises(DiffSegInputError, match="hold no brain"):
+        prepare_volume(case, ["flair"], ONE_MM, size_multiple=16, keep=unselected[:1] or [-5])
+
+
 def test_coarse_volume_is_upsampled(fine_case):
     prepared = prepare_volume(fine_case, ["flair"], PreprocessConfig(pixel_spacing_mm=0.25), size_multiple=32)
     assert prepared.pixel_spacing == pytest.approx((0.25, 0.25), rel=0.01)

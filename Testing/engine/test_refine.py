@@ -311,9 +311,11 @@ def test_a_wide_slice_is_resampled_only_in_a_window_around_the_tumour_and_the_gu
     case = load_case(folder, model.modalities)
     previous = load_previous(tmp_path / "first", case, ("wt",))
     guidance = Guidance(points=[point])
+    previous_tumour = previous.maps["probability"][0] > 0  # before refine_case updates the maps in place
     refined = refine_case(model, case, previous, guidance, SegmentOptions(members=3, steps=2))
+    assert refined.seg.probability is previous.maps["probability"]
     prepared = refined.seg.prepared
-    before = prepared.to_slices(previous.maps["probability"][0] > 0) > 0
+    before = prepared.to_slices(previous_tumour) > 0
     _, known = known_slices(prepared, guidance.known(case.affine, case.shape, ("wt",)))
     rows, cols = np.nonzero((before | known[:, 0]).any(dim=0).numpy())
     inside = refined.seg.members.any(dim=(0, 1, 2)).numpy()
