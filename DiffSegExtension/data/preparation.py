@@ -108,10 +108,9 @@ class PreparedVolume:
             box = torch.zeros((1, n0, n1), dtype=torch.bool)
             box[:, grid_r, grid_c] = True
             canvas[:, ~_resize_mask(box, self._inplane_shape)[0]] = float(fill)
-        # Slices first, so each selected slice is one contiguous block, then one transposing copy.
-        by_slice = np.full((self.frame.canonical_shape[2], *self._inplane_shape), fill, dtype=np.float32)
-        by_slice[self._canonical_slices] = canvas.numpy()
-        return self.frame.from_canonical(by_slice.transpose(1, 2, 0))
+        volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
+        volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
+        return self.frame.from_canonical(volume)
 
     def to_slices(self, volume: np.ndarray) -> torch.Tensor:
         """A volume on the source grid (the case's shape and axis order) → (S, H, W) float32 in the slices'
