@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from DiffSegExtension.cli import main
+from DiffSegExtension.cli import run_and_exit
 
 WAIT_FLAG = "--wait-for-arguments"
 IDLE_LIMIT_S = 30 * 60
@@ -34,20 +34,25 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def wait_for_arguments(request: Path, owner: int | None) -> int:
+def wait_for_arguments(request: Path, owner: int | None) -> list[str] | None:
+    """The command line in ``request`` once it appears (after changing to its folder); ``None`` when none came
+    within ``IDLE_LIMIT_S`` or the owner is gone."""
     deadline = time.monotonic() + IDLE_LIMIT_S
     while not request.exists():
         if time.monotonic() > deadline or not _alive(owner):
-            return 0
+            return None
         time.sleep(POLL_S)
     wanted = json.loads(request.read_text(encoding="utf-8"))
     request.unlink()
     if wanted.get("cwd"):
         os.chdir(wanted["cwd"])
-    return main([str(a) for a in wanted["argv"]])
+    return [str(a) for a in wanted["argv"]]
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == [WAIT_FLAG]:
-        sys.exit(wait_for_arguments(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None))
-    sys.exit(main())
+        argv = wait_for_arguments(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
+        if argv is None:
+            sys.exit(0)
+        run_and_exit(argv)
+    run_and_exit()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from DiffSegExtension import __version__
@@ -47,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """:func:`main` as a whole process (the ``diffseg`` command, the Slicer module's engine): once it returns,
+    every output is written and closed, so the process ends at once, without the interpreter's teardown of
+    torch and MONAI (about a second on a 2-core CPU, which the user would wait for). An exception still ends
+    the process the normal way, with its traceback."""
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _report_error(message: str, json_mode: bool) -> None:
     if json_mode:
         print(json.dumps({"event": "error", "message": message}), flush=True)
@@ -54,4 +66,4 @@ def _report_error(message: str, json_mode: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

@@ -33,3 +33,15 @@ def test_it_ends_by_itself_when_its_owner_is_gone(tmp_path):
     engine = _waiting_engine(tmp_path / "never.json", gone.pid)
     engine.communicate(timeout=120)
     assert engine.returncode == 0
+
+
+def test_its_quick_exit_keeps_the_error_and_the_status(tmp_path):
+    # The engine ends with os._exit (no interpreter teardown): piped output must still arrive, with status 2.
+    request = tmp_path / "request.json"
+    engine = _waiting_engine(request, os.getpid())
+    request.write_text(json.dumps({"argv": ["segment", "--input", "missing", "--out", "out", "--progress", "json"],
+                                   "cwd": str(tmp_path)}))
+    stdout, stderr = engine.communicate(timeout=300)
+    assert engine.returncode == 2
+    assert json.loads(stdout.splitlines()[-1])["event"] == "error"
+    assert "diffseg: error:" in stderr and "missing" in stderr
