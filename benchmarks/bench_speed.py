@@ -167,10 +167,11 @@ class Recipe:
 REFERENCE_RECIPE = Recipe("full", 10, 5)  # DPM-Solver++ 10 × 5, the default before issue #11
 
 
-# The child reports its own peak RSS (VmHWM, Linux): a forked child's rusage would include this process's.
-_CHILD = ("import sys; from pathlib import Path; from DiffSegExtension.cli import main; code = main(sys.argv[2:]); "
+# The child reports its own peak RSS (VmHWM, Linux): a forked child's rusage would include this process's. Then it
+# ends as `diffseg` does (cli.run_and_exit: no interpreter teardown).
+_CHILD = ("import os, sys; from pathlib import Path; from DiffSegExtension.cli import main; code = main(sys.argv[2:]); "
           "Path(sys.argv[1]).write_text(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]); "
-          "sys.exit(code)")
+          "sys.stdout.flush(); sys.stderr.flush(); os._exit(code)")
 
 
 def run_child(args: list[str]) -> tuple[float, float]:
