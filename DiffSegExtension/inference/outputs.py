@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -89,9 +90,11 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
     if qubrats:
         volumes += [(volume, np.uint8, f"qubrats_{region}") for region, volume in zip(seg.regions, qubrats_uncertainty(seg))]
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        map_files(lambda v: nib.save(like_reference(v[0], case, v[1]), tmp / files[v[2]]), volumes)
-        if overview:
-            render_overview(tmp / files["overview"], seg, title=f"{case.name} — {model_summary.get('name', '')}")
+        # The overview first: drawn while the other thread compresses the maps.
+        jobs = [partial(render_overview, tmp / files["overview"], seg,
+                        title=f"{case.name} — {model_summary.get('name', '')}")] if overview else []
+        jobs += [partial(nib.save, like_reference(data, case, dtype), tmp / files[name]) for data, dtype, name in volumes]
+        map_files(lambda job: job(), jobs)
         if write_extra is not None:
             files.update(write_extra(tmp))
         summary = {"case": case.name, "model": model_summary, "diffseg_version": __version__,
