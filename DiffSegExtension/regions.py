@@ -64,10 +64,15 @@ def nest(masks: np.ndarray) -> np.ndarray:
 
     This is how region-based BraTS methods build their label map (the innermost positive region wins).
     """
-    out = np.asarray(masks).astype(bool).copy()
-    for r in range(out.shape[0] - 2, -1, -1):
-        out[r] |= out[r + 1]
+    out = np.asarray(masks).astype(bool)  # a copy
+    nest_in_place(out)
     return out.astype(np.uint8)
+
+
+def nest_in_place(masks: np.ndarray) -> None:
+    """:func:`nest` on (R, ...) bool or {0, 1} integer masks (or a view of them), without a copy."""
+    for r in range(masks.shape[0] - 2, -1, -1):
+        masks[r] |= masks[r + 1]
 
 
 def label_map_from_regions(masks: np.ndarray, regions: Sequence[str]) -> np.ndarray:

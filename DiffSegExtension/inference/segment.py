@@ -21,7 +21,7 @@ from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_e
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
-from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions
+from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions, nest_in_place
 
 
 ENSEMBLES = ("adaptive", "full")
@@ -194,8 +194,7 @@ def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, o
     """Members (N, S, R, H, W) {0, 1} → nested, limited to the brain, aggregated per region and restored to
     the input grid (``seconds`` left 0)."""
     members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain (a new tensor)
-    for r in range(members.shape[2] - 2, -1, -1):  # nest in place: an inner region's voxel is in every outer one
-        members[:, :, r] |= members[:, :, r + 1]
+    nest_in_place(members.numpy().swapaxes(0, 2))  # (R, S, N, H, W): a view, so members are nested
     result = aggregate(members)
     probability, uncertainty, entropy = (prepared.restore(maps) for maps in
                                          (result.probability, result.uncertainty, result.entropy))
