@@ -211,14 +211,15 @@ class DiffSegLogic(RefineMixin):
         return RunHandle(request, runner, temp_dir, slices, results.input_key(request.inputs))
 
     def _write_inputs(self, request: RunRequest, folder: Path) -> dict:
-        """Each input on the reference grid (physical space, parent transforms applied) as NIfTI."""
+        """Each input on the reference grid (physical space, parent transforms applied) as plain NIfTI (``.nii``: the
+        engine reads it once and the folder is removed after the run, so compressing would only cost time)."""
         folder.mkdir(parents=True)
         reference = request.reference
         matrix = geometry.ijk_to_ras(reference)
         files = {}
         for modality, node in request.inputs.items():
             image = geometry.resample_to_reference(node, reference)
-            files[modality] = volumeio.write_nifti(image, matrix, folder / f"{modality}.nii.gz")
+            files[modality] = volumeio.write_nifti(image, matrix, folder / f"{modality}.nii")
         return files
 
     def cancel(self, handle: RunHandle) -> None:

@@ -52,11 +52,15 @@ def undo_of(segmentation) -> Path | None:
 
 
 def entropy_bits(probability: np.ndarray) -> np.ndarray:
-    """Binary entropy (bits, float32 in [0, 1]) of the members' mean, the engine's definition for binary members."""
-    p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -(np.where(p > 0, p * np.log2(p), 0.0) + np.where(p < 1, (1 - p) * np.log2(1 - p), 0.0))
-    return h.astype(np.float32)
+    """Binary entropy (bits, float32 in [0, 1]) of the members' mean, the engine's definition for binary members.
+    Computed only where 0 < p < 1 (a small part of a volume; elsewhere it is 0): the whole volume in float64 took
+    two seconds of every refinement."""
+    p = np.asarray(probability)
+    entropy = np.zeros(p.shape, dtype=np.float32)
+    open_ = (p > 0) & (p < 1)
+    q = p[open_].astype(np.float64)
+    entropy[open_] = -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+    return entropy
 
 
 def stage_previous(segmentation, record: Path, folder: Path) -> Path:

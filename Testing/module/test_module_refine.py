@@ -77,6 +77,19 @@ def pick(before, tumour: bool) -> tuple[int, int, int]:
     return k, int(j), int(i)
 
 
+def test_staged_entropy_is_the_engines_binary_entropy():
+    """The staged previous result's entropy (computed only where 0 < p < 1) equals the engine's definition."""
+    import torch
+    from DiffSegExtension.ensemble import binary_entropy
+
+    p = np.random.default_rng(0).integers(0, 7, size=(5, 6, 7)).astype(np.float32) / 6  # 6 members: 0, 1/6 … 1
+    p[0, 0, :3] = (0.0, 1.0, 0.5)
+    staged = refinerecord.entropy_bits(p)
+    assert staged.dtype == np.float32 and staged.shape == p.shape
+    np.testing.assert_allclose(staged, binary_entropy(torch.from_numpy(p)).numpy(), atol=1e-6)
+    assert staged[0, 0, 0] == 0 and staged[0, 0, 1] == 0 and staged[0, 0, 2] == 1
+
+
 def test_include_point_makes_its_voxel_tumour_in_the_same_nodes(harness, refined_case):
     logic, volumes, seg, _, results_root = refined_case
     probability, uncertainty = results.output_volumes(seg)
