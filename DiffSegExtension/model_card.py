@@ -29,7 +29,7 @@ WEIGHTS_FILE = "weights.safetensors"
 #: A distilled few-step student of the model (``training/distillation.py``), run by the ``student`` sampler.
 STUDENT_FILE = "student.safetensors"
 CARD_FORMAT = 1
-DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full"}
+DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full", "min_component_probability": 0.0}
 #: Files that unpickle on load (torch.save, pickle): refused, since unpickling can run arbitrary code.
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 

@@ -142,6 +142,7 @@ class Recipe:
     members: int
     screen_steps: int | None = None
     sampler: str = "dpmpp"
+    min_component: float = 0.0  # --min-component-probability (the card's default recipe has its own)
 
     @classmethod
     def parse(cls, text: str) -> "Recipe":
@@ -153,15 +154,17 @@ class Recipe:
 
     def args(self) -> list[str]:
         return ["--ensemble", self.ensemble, "--steps", str(self.steps), "--members", str(self.members),
-                "--sampler", self.sampler, *(["--screen-steps", str(self.screen_steps)] if self.screen_steps else [])]
+                "--sampler", self.sampler, *(["--screen-steps", str(self.screen_steps)] if self.screen_steps else []),
+                "--min-component-probability", str(self.min_component)]
 
     def options(self) -> SegmentOptions:
         return SegmentOptions(members=self.members, steps=self.steps, ensemble=self.ensemble, sampler=self.sampler,
-                              screen_steps=self.screen_steps)
+                              screen_steps=self.screen_steps, min_component_probability=self.min_component)
 
     def __str__(self) -> str:
         screen = f", screen {self.screen_steps} steps" if self.screen_steps else ""
-        return f"{self.ensemble} {self.sampler} {self.steps} × {self.members}{screen}"
+        rule = f", components ≥ {self.min_component:g}" if self.min_component else ""
+        return f"{self.ensemble} {self.sampler} {self.steps} × {self.members}{screen}{rule}"
 
 
 REFERENCE_RECIPE = Recipe("full", 10, 5)  # DPM-Solver++ 10 × 5, the default before issue #11
@@ -274,7 +277,7 @@ def main() -> None:
     first_model = load_model(args.model[0])
     defaults = first_model.inference_defaults
     card_default = Recipe(defaults["ensemble"], defaults["steps"], defaults["members"], defaults.get("screen_steps"),
-                          defaults["sampler"])
+                          defaults["sampler"], defaults["min_component_probability"])
     recipes = args.recipes or list(dict.fromkeys([REFERENCE_RECIPE, card_default]))
     reference, default = recipes[0], recipes[-1]
 

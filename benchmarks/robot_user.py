@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = model.inference_defaults
     options = SegmentOptions(members=args.members or defaults["members"], steps=args.steps or defaults["steps"],
                              sampler=args.sampler or defaults["sampler"], seed=args.seed, device="cpu",
-                             ensemble=defaults["ensemble"], screen_steps=defaults.get("screen_steps"))
+                             ensemble=defaults["ensemble"], screen_steps=defaults.get("screen_steps"),
+                             min_component_probability=defaults["min_component_probability"])
     regions = tuple(model.regions)
     results = {}
     for folder in select_cases(args.data, args.cases, model, args.max_cases):

@@ -43,7 +43,8 @@ def main() -> None:
     assert diffseg(distil_args) == 0
     assert diffseg(["export", "--run", str(run), "--out", str(args.model), "--student", "--half", "--make-default"]) == 0
     card = json.loads((args.model / "model.json").read_text())
-    card["inference_defaults"].update(members=6, ensemble="adaptive")
+    # The component rule was chosen on the training subjects (benchmarks/component_rule.py; card "component_rule").
+    card["inference_defaults"].update(members=6, ensemble="adaptive", min_component_probability=0.75)
     (args.model / "model.json").write_text(json.dumps(card, indent=2))
     report = args.work / "validation"
     assert diffseg(["evaluate", "--model", str(args.model), "--data", str(FOUR), "--cases", *VALIDATION,

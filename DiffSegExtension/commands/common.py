@@ -25,6 +25,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, ensemble: bool = Tru
         group.add_argument("--screen-steps", type=int,
                            help="adaptive: steps of a separate, cheaper screen that finds the tumour "
                                 "(default: member 0 screens)")
+    group.add_argument("--min-component-probability", type=float, metavar="P",
+                       help="remove whole-tumour mask components whose mean probability is below P from the masks "
+                            "(the maps keep them; 0 keeps every component)")
     group.add_argument("--eta", type=float, default=None, help="DDIM noise level η (0 = deterministic)")
     group.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -57,7 +60,10 @@ def sampling_options(args: argparse.Namespace, model: LoadedModel, slice_range=N
                           slice_range=slice_range, batch_size=args.batch_size, sampler_options=extra,
                           ensemble=getattr(args, "ensemble", None) or defaults["ensemble"],
                           screen_steps=(args.screen_steps if getattr(args, "screen_steps", None) is not None
-                                        else defaults.get("screen_steps")))
+                                        else defaults.get("screen_steps")),
+                          min_component_probability=float(args.min_component_probability
+                                                          if args.min_component_probability is not None
+                                                          else defaults["min_component_probability"]))
 
 
 def add_modality_arguments(parser: argparse.ArgumentParser) -> None:

@@ -76,9 +76,10 @@ def _case_source(args, model):
 
 
 def _inherit_sampling(args: argparse.Namespace, used: dict) -> argparse.Namespace:
-    """--members / --sampler / --steps (and DDIM's --eta) not given come from the previous run's ``used``
-    options, so the re-sampled slices match the rest (and the model card's defaults apply only after that)."""
-    for name in ("members", "sampler", "steps"):
+    """--members / --sampler / --steps / --min-component-probability (and DDIM's --eta) not given come from the
+    previous run's ``used`` options, so the re-sampled slices match the rest (and the model card's defaults apply
+    only after that)."""
+    for name in ("members", "sampler", "steps", "min_component_probability"):
         if getattr(args, name) is None and used.get(name) is not None:
             setattr(args, name, used[name])
     if args.eta is None and args.sampler == "ddim" and used.get("sampler") == "ddim":

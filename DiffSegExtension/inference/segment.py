@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from DiffSegExtension.allocator import release_freed_memory
+from DiffSegExtension.components import drop_unlikely_components
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
 from DiffSegExtension.diffusion.samplers import make_sampler
@@ -33,7 +34,8 @@ class SegmentOptions:
     along its superior–inferior axis; ``batch_size`` counts (slice, member) items per network pass.
     ``ensemble``: ``full`` samples every member on every slice, ``adaptive`` only near the tumour that
     member 0 finds (:mod:`~DiffSegExtension.inference.adaptive`), or a separate screen of ``screen_steps``
-    sampler steps finds."""
+    sampler steps finds. ``min_component_probability``: whole-tumour mask components whose mean probability is
+    below it are removed from the masks (:mod:`~DiffSegExtension.components`; 0 keeps all)."""
 
     members: int = 5
     sampler: str = "dpmpp"
@@ -45,6 +47,7 @@ class SegmentOptions:
     sampler_options: dict = field(default_factory=dict)
     ensemble: str = "full"
     screen_steps: int | None = None
+    min_component_probability: float = 0.0
 
     def check(self, num_timesteps: int) -> None:
         if self.members < 1:
@@ -54,6 +57,9 @@ class SegmentOptions:
             raise DiffSegInputError(f"--screen-steps must be at least 1, got {self.screen_steps}")
         if self.ensemble not in ENSEMBLES:
             raise DiffSegInputError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got '{self.ensemble}'")
+        if not 0.0 <= self.min_component_probability <= 1.0:
+            raise DiffSegInputError("--min-component-probability must be in [0, 1] (0 keeps every component), got "
+                                    f"{self.min_component_probability}")
         if self.slice_range is not None and self.slice_range[0] >= self.slice_range[1]:
             raise DiffSegInputError(f"--slices {self.slice_range[0]}:{self.slice_range[1]} is empty: give a:b with a < b")
 
@@ -71,8 +77,9 @@ class Segmentation:
     ``regions``: the model's region codes (WT first). Per region r (leading axis R): probability
     float32 [0, 1] (fraction of members); mask uint8 {0, 1} (probability ≥ 0.5); uncertainty float32
     [0, 0.25] (member variance); entropy float32 [0, 1] bits. Members are nested (WT ⊇ TC ⊇ ET) before
-    aggregation, so probabilities and masks are nested too. ``label_map`` uint8: BraTS labels (4 ET,
-    1 TC − ET, 2 WT − TC) for a region model, {0, 1} for a whole-tumour model. ``members``
+    aggregation, so probabilities and masks are nested too; whole-tumour components below
+    ``options.min_component_probability`` are then removed from every mask (the maps keep them). ``label_map``
+    uint8: BraTS labels (4 ET, 1 TC − ET, 2 WT − TC) for a region model, {0, 1} for a whole-tumour model. ``members``
     (N, S, R, H, W) uint8 and ``prepared`` keep the sampled slices in the network's layout.
     """
 
@@ -199,6 +206,7 @@ def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, o
     probability, uncertainty, entropy = (prepared.restore(maps) for maps in
                                          (result.probability, result.uncertainty, result.entropy))
     mask = (probability >= 0.5).astype(np.uint8)
+    drop_unlikely_components(mask, probability[0], options.min_component_probability)
     return Segmentation(
         regions=tuple(regions),
         probability=probability,

@@ -9,8 +9,9 @@ around the previous result's tumour and the guidance (as the adaptive ensemble's
 smaller than the training crop); every other slice keeps the previous maps. Each point's evidence then
 reaches beyond its slices (:mod:`~DiffSegExtension.refinement.click_evidence`): the new points' on every
 slice, the earlier points' again on the re-sampled slices, whose maps are fresh. On the input grid the
-known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the label map is rebuilt
-from the merged probabilities.
+known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the masks and label map are
+rebuilt from the merged probabilities (whole-tumour components the ensemble does not back removed as by
+``segment``, except those holding a voxel marked as tumour).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from DiffSegExtension.components import drop_unlikely_components
 from DiffSegExtension.data.geometry import CanonicalFrame
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
@@ -113,6 +115,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     apply_click_evidence(maps, new.points, case.affine, regions, options.members)
     pin_known(maps, known)
     mask = (maps["probability"] >= 0.5).astype(np.uint8)
+    drop_unlikely_components(mask, maps["probability"][0], options.min_component_probability, keep=known[0] > 0)
     seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,
                        prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options,
                        passes_per_slice=options.members * options.steps * fraction, **maps)

@@ -28,7 +28,7 @@ import slicer
 
 from . import geometry, results, review, segments, volumeio
 from .inputs import DiffSegInputError
-from .regions import label_map_at, region_mask, regions_of
+from .regions import region_mask, regions_of
 
 Point = tuple[float, float, float]
 STROKE_INSIDE, STROKE_OUTSIDE = 1, 2
@@ -110,7 +110,7 @@ def _edits(segmentation, region: str) -> np.ndarray:
     reference = review.reference_volume(segmentation)
     regions = regions_of(segmentation)
     probabilities = {r: volumeio.array_kji(results.output_volumes(segmentation, r)[0]) for r in regions}
-    before = region_mask(label_map_at(probabilities, review.thresholds_of(segmentation)), region)
+    before = region_mask(review.segment_labels(segmentation, probabilities, review.thresholds_of(segmentation)), region)
     now = region_mask(segments.read_label_map(segmentation, geometry.ijk_to_ras(reference),
                                               geometry.dimensions(reference), regions), region)
     labels = np.zeros(before.shape, dtype=np.uint8)

@@ -274,6 +274,7 @@ class DiffSegLogic(RefineMixin):
                 "Sampler": request.sampler, "Steps": request.steps, "Ensemble": request.ensemble, "Seed": request.seed,
                 "Device": request.device, "SliceAxis": axis, "SliceRange": f"{slice_range[0]}:{slice_range[1]}",
                 "Seconds": _seconds(seconds), "LastRefinement": "",
+                "MinComponentProbability": summary.get("options", {}).get("min_component_probability", 0.0),
                 **{threshold_attribute(r)[len("DiffSeg."):]: DEFAULT_THRESHOLD for r in loaded.regions}}
         previous = None if request.new_outputs else results.find_outputs(scene, handle.key)
         record = refinerecord.keep_record(outputs, self._new_folder())
@@ -391,8 +392,6 @@ def _seconds(seconds) -> str:
 def remove_folder(folder: Path, attempts: int = 20) -> None:
     """Delete a temporary folder, retrying briefly (Windows keeps files locked for a moment)."""
     for _ in range(attempts):
-        if not folder.exists():
-            return
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():
             return

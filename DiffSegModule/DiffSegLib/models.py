@@ -34,7 +34,7 @@ _T2_EXCLUDE = ["*flair*"]
 
 #: Inference defaults for cards that lack one; the engine's ``model_card.DEFAULT_INFERENCE`` (a static test keeps
 #: the two equal). ``ensemble``: ``full`` samples every member on every slice, ``adaptive`` only near the tumour.
-DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full"}
+DEFAULT_INFERENCE = {"sampler": "dpmpp", "steps": 10, "members": 5, "ensemble": "full", "min_component_probability": 0.0}
 #: The engine's samplers; ``student`` runs a model's distilled few-step student (``student.safetensors``).
 SAMPLERS = ("dpmpp", "ddim", "ddpm", "student")
 WEIGHTS_FILE = "weights.safetensors"

@@ -24,7 +24,6 @@ from . import guidance as guidance_mod
 from . import geometry, refinerecord, results, review, volumeio
 from .guidance import Point, RefineGuidance
 from .inputs import DiffSegInputError
-from .regions import label_map_at
 from .runner import Progress, refine_arguments
 
 
@@ -76,8 +75,9 @@ class RefineMixin:
     def _store_refined(self, handle, loaded: results.EngineOutputs, seconds, outputs: dict):
         """Put a refinement into its result's nodes (segments at the result's thresholds) and keep the undo folder."""
         segmentation = handle.request.guidance.segmentation
-        labels = label_map_at({r: volumeio.array_kji(n) for r, n in loaded.probability.items()},
-                              review.thresholds_of(segmentation))
+        record = refinerecord.keep_record(outputs, self._new_folder())
+        labels = review.segment_labels(segmentation, {r: volumeio.array_kji(n) for r, n in loaded.probability.items()},
+                                       review.thresholds_of(segmentation), record)
         label_node = volumeio.detached_volume(volumeio.image_from_array(labels),
                                               geometry.ijk_to_ras(handle.request.reference), "segmentation")
         refined = results.EngineOutputs(label_node, loaded.probability, loaded.uncertainty, loaded.summary)
@@ -89,7 +89,7 @@ class RefineMixin:
                 "Seconds": "" if seconds is None else f"{seconds:.1f}"}
         stored = results.store_outputs(self.scene, handle.request.reference, handle.key, refined, info,
                                        segmentation=segmentation)
-        self._set_folders(segmentation, refinerecord.keep_record(outputs, self._new_folder()), undo)
+        self._set_folders(segmentation, record, undo)
         return stored
 
     # -- folders --------------------------------------------------------------------------------

@@ -51,6 +51,24 @@ def undo_of(segmentation) -> Path | None:
     return Path(value) if value and (Path(value) / ATTRIBUTES).is_file() else None
 
 
+def marked_tumour(record: Path | None, reference) -> np.ndarray | None:
+    """(KJI) bool on ``reference``'s grid: the voxels the run record's guidance marks as tumour (the voxel of each
+    include point, every stroke painted 1), whose whole-tumour components the component rule keeps; None when
+    there are none."""
+    if record is None or not (record / GUIDANCE).is_file():
+        return None
+    marked = np.zeros(tuple(reversed(geometry.dimensions(reference))), dtype=bool)
+    to_ijk = np.linalg.inv(geometry.ijk_to_ras(reference))
+    for point in json.loads((record / GUIDANCE).read_text(encoding="utf-8")).get("points", []):
+        if point.get("kind") == "include":
+            i, j, k = np.rint(to_ijk @ np.array([*point["ras_mm"], 1.0]))[:3].astype(int)
+            if all(0 <= v < n for v, n in zip((k, j, i), marked.shape)):
+                marked[k, j, i] = True
+    for strokes in record.glob("strokes_*.nii.gz"):
+        marked |= volumeio.array_kji(volumeio.read_nifti(strokes)) == 1
+    return marked if marked.any() else None
+
+
 def entropy_bits(probability: np.ndarray) -> np.ndarray:
     """Binary entropy (bits, float32 in [0, 1]) of the members' mean, the engine's definition for binary members.
     Computed only where 0 < p < 1 (a small part of a volume; elsewhere it is 0): the whole volume in float64 took

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage  # Slicer ships SciPy
 
 #: Region codes in nesting order (each contains the next).
 REGIONS = ("wt", "tc", "et")
 REGION_TITLES = {"wt": "Whole tumor", "tc": "Tumor core", "et": "Enhancing tumor"}
 #: Segmentation-node attribute: the result's regions, comma-separated (absent: ``wt`` only, as before regions).
 REGIONS_ATTRIBUTE = "DiffSeg.Regions"
+#: Segmentation-node attribute: the run's ``min_component_probability`` (absent: 0, every component kept).
+MIN_COMPONENT_ATTRIBUTE = "DiffSeg.MinComponentProbability"
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -103,9 +106,25 @@ def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
     return np.isin(labels, REGION_LABELS[region])
 
 
-def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[str, float]) -> np.ndarray:
-    """The label map of region probabilities, each region at its threshold (probability ≥ threshold)."""
-    return label_map({r: np.asarray(p, dtype=np.float64) >= float(thresholds[r]) for r, p in probabilities.items()})
+def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[str, float],
+                 min_component: float = 0.0, keep: np.ndarray | None = None) -> np.ndarray:
+    """The label map of region probabilities, each region at its threshold (probability ≥ threshold), without the
+    whole-tumour components whose mean whole-tumour probability is below ``min_component`` unless they hold a
+    ``keep`` voxel (the engine's ``components.drop_unlikely_components``; a test keeps the two alike)."""
+    masks = {r: np.asarray(p, dtype=np.float64) >= float(thresholds[r]) for r, p in probabilities.items()}
+    if min_component > 0:
+        whole = np.logical_or.reduce(list(masks.values()))  # nesting: every region lies in the whole tumour
+        components, count = ndimage.label(whole)
+        flat = components.ravel()
+        means = (np.bincount(flat, weights=np.asarray(probabilities["wt"], dtype=np.float64).ravel(), minlength=count + 1)
+                 / np.maximum(np.bincount(flat, minlength=count + 1), 1))
+        drop = means < min_component
+        drop[0] = False
+        if keep is not None:
+            drop[np.unique(components[keep])] = False
+        removed = drop[components]
+        masks = {r: m & ~removed for r, m in masks.items()}
+    return label_map(masks)
 
 
 def suffix(region: str) -> str:

@@ -14,8 +14,8 @@ import vtk
 
 import slicer
 
-from . import geometry, results, segments, volumeio
-from .regions import DEFAULT_THRESHOLD, label_map_at, regions_of, threshold_attribute
+from . import geometry, refinerecord, results, segments, volumeio
+from .regions import DEFAULT_THRESHOLD, MIN_COMPONENT_ATTRIBUTE, label_map_at, regions_of, threshold_attribute
 
 SLICE_AXIS_ATTRIBUTE = "DiffSeg.SliceAxis"
 THRESHOLD_ATTRIBUTE = threshold_attribute("wt")
@@ -43,6 +43,21 @@ def thresholds_of(segmentation) -> dict[str, float]:
     return {r: threshold_of(segmentation, r) for r in regions_of(segmentation)}
 
 
+def min_component_of(segmentation) -> float:
+    """The result's component rule (the engine run's ``min_component_probability``; 0 for older results)."""
+    value = segmentation.GetAttribute(MIN_COMPONENT_ATTRIBUTE)
+    return float(value) if value not in (None, "") else 0.0
+
+
+def segment_labels(segmentation, probabilities: dict, thresholds: dict, record=None) -> np.ndarray:
+    """The label map the result's segments show: every region's probability (KJI) at its threshold, without the
+    whole-tumour components the ensemble does not back (the run's component rule), except those holding a voxel
+    the guidance of ``record`` (default: the result's run record) marks as tumour — as the engine derives its mask."""
+    record = refinerecord.record_of(segmentation) if record is None else record
+    keep = refinerecord.marked_tumour(record, reference_volume(segmentation))
+    return label_map_at(probabilities, thresholds, min_component_of(segmentation), keep)
+
+
 def _probabilities(segmentation) -> dict:
     """Region → probability array (KJI) of a result; raises ValueError when one is missing."""
     arrays = {}
@@ -64,8 +79,8 @@ def apply_threshold(segmentation, threshold: float, region: str = "wt") -> None:
     probabilities = _probabilities(segmentation)
     thresholds = {**thresholds_of(segmentation), region: float(threshold)}
     reference = results.output_volumes(segmentation, "wt")[0]
-    segments.write_label_map(segmentation, label_map_at(probabilities, thresholds), geometry.ijk_to_ras(reference),
-                             tuple(probabilities))
+    segments.write_label_map(segmentation, segment_labels(segmentation, probabilities, thresholds),
+                             geometry.ijk_to_ras(reference), tuple(probabilities))
     segmentation.SetAttribute(threshold_attribute(region), f"{threshold:g}")
 
 
@@ -112,7 +127,7 @@ def merge_outputs(segmentation, new: results.EngineOutputs, slices: tuple[int, i
                   axis: int) -> results.EngineOutputs:
     """Existing outputs with slices ``[a, b)`` along ``axis`` replaced by a re-run's, for every region.
 
-    The label map is rebuilt from the merged probabilities at the segmentation's thresholds.
+    The label map is rebuilt from the merged probabilities at the segmentation's thresholds (:func:`segment_labels`).
     Returns detached nodes ready for :func:`results.store_outputs`.
     """
     if new.regions != regions_of(segmentation):
@@ -135,8 +150,8 @@ def merge_outputs(segmentation, new: results.EngineOutputs, slices: tuple[int, i
             values[slab] = incoming[slab]
             merged[role][region] = volumeio.detached_volume(volumeio.image_from_array(values),
                                                             geometry.ijk_to_ras(old_node), role)
-    labels = label_map_at({r: volumeio.array_kji(n) for r, n in merged["probability"].items()},
-                          thresholds_of(segmentation))
+    labels = segment_labels(segmentation, {r: volumeio.array_kji(n) for r, n in merged["probability"].items()},
+                            thresholds_of(segmentation))
     label_node = volumeio.detached_volume(volumeio.image_from_array(labels),
                                           geometry.ijk_to_ras(merged["probability"]["wt"]), "segmentation")
     return results.EngineOutputs(label_node, merged["probability"], merged["uncertainty"], new.summary)

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from DiffSegExtension.cli import main
 from DiffSegExtension.data.loading import load_case
@@ -94,6 +95,19 @@ def test_an_include_point_makes_its_3d_ball_tumour(included, first, case_dir):
     assert set(summary["refine"]["resampled_slices"]) == touched, "no margin by default"
     assert summary["refine"]["guidance"]["points"][0]["kind"] == "include" and summary["refine"]["seconds"] > 0
     assert summary["slices_sampled"] == len(summary["refine"]["resampled_slices"])
+
+
+def test_the_component_rule_keeps_the_component_of_an_include_point(tmp_path, included, tiny_run, case_dir, first):
+    _, voxel = included
+    out = tmp_path / "strict"
+    assert refine(tiny_run, case_dir, first, out, point_arg("include", ras_of(case_dir, voxel)),
+                  extra=("--min-component-probability", "1")) == 0
+    mask, probability = load(out, "segmentation") > 0, load(out, "probability")
+    components, _ = ndimage.label(probability >= 0.5)
+    own = components == components[voxel]
+    assert probability[own].mean() < 1, "the rule alone would remove the point's component"
+    assert mask[own].all() and not (mask & ~own).any(), "it stays; every other component (mean < 1 here) goes"
+    assert json.loads((out / "summary.json").read_text())["options"]["min_component_probability"] == 1
 
 
 def test_without_reach_untouched_slices_keep_the_previous_maps_bit_for_bit(tmp_path, included, tiny_run, case_dir,

@@ -13,11 +13,12 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 import slicer
 import vtk
 from conftest import ijk_to_ras, write_case
 
-from DiffSegLib import geometry, regions, results, review, segments
+from DiffSegLib import geometry, refinerecord, regions, results, review, segments
 from DiffSegLib.logic import DiffSegLogic, RunRequest
 from DiffSegLib.models import read_model_card
 
@@ -269,3 +270,56 @@ def test_label_values_become_segments_exactly(harness, volumes):
     segments.write_label_map(seg, labels, geometry.ijk_to_ras(flair), ("wt", "tc"))
     arrays = segment_arrays(harness, seg)
     assert set(arrays) == {"Edema", "TumorCore"} and np.array_equal(arrays["TumorCore"], labels == 1)
+
+
+def test_the_component_rule_is_the_engines():
+    """Segments at the engine's thresholds lose exactly the components the engine's mask loses."""
+    from DiffSegExtension.components import drop_unlikely_components
+
+    rng = np.random.default_rng(3)
+    grid = np.indices((24, 20, 10))
+    p_wt = np.zeros(grid.shape[1:], np.float32)
+    for level, centre in zip((0.95, 0.85, 0.72, 0.62, 0.55), ((5, 5, 3), (18, 5, 5), (6, 15, 6), (18, 15, 4), (12, 10, 8))):
+        blob = ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(axis=0) <= 6
+        p_wt[blob] = np.clip(level + rng.normal(0, 0.1, blob.sum()), 0, 1)
+    p_wt = np.round(p_wt * 6) / 6  # six members
+    p_tc = (p_wt * (rng.random(p_wt.shape) < 0.7)).astype(np.float32)
+    keep = np.zeros(p_wt.shape, bool)
+    keep[tuple(np.argwhere(p_wt >= 0.5)[0])] = True
+    removed = []
+    for min_mean in (0.0, 0.6, 0.7, 0.8):
+        masks = np.stack([p_wt >= 0.5, p_tc >= 0.5]).astype(np.uint8)
+        assert ndimage.label(masks[0])[1] > 2, "several components to judge"
+        removed.append(drop_unlikely_components(masks, p_wt, min_mean, keep=keep))
+        labels = regions.label_map_at({"wt": p_wt, "tc": p_tc}, {"wt": 0.5, "tc": 0.5}, min_mean, keep)
+        np.testing.assert_array_equal(regions.region_mask(labels, "wt"), masks[0] > 0, str(min_mean))
+        np.testing.assert_array_equal(regions.region_mask(labels, "tc"), masks[1] > 0, str(min_mean))
+    assert removed[0] == 0 and len(set(removed)) >= 3, f"thresholds that remove different components: {removed}"
+
+
+def test_segments_drop_blobs_the_ensemble_does_not_back_unless_guidance_marks_them(harness, region_model, case):
+    volumes, logic = case
+    result = logic.run(_request(region_model, volumes))
+    seg = result.segmentation
+    shape = slicer.util.arrayFromVolume(result.probabilities["wt"]).shape
+    designed = np.zeros(shape, np.float32)
+    designed[2:5, 3:9, 3:9] = 0.9  # backed by most members
+    designed[-5:-2, -9:-3, -9:-3] = 0.6  # a blob 60 % of the members find
+    for region, values in (("wt", designed), ("tc", np.zeros(shape, np.float32)), ("et", np.zeros(shape, np.float32))):
+        slicer.util.updateVolumeFromArray(result.probabilities[region], values)
+
+    def whole_tumour():
+        review.apply_threshold(seg, 0.5, "wt")
+        return segment_arrays(harness, seg)["Edema"]
+
+    assert review.min_component_of(seg) == 0.0, "the tiny model's card keeps every component"
+    assert np.array_equal(whole_tumour(), designed >= 0.5)
+    seg.SetAttribute(regions.MIN_COMPONENT_ATTRIBUTE, "0.7")
+    assert np.array_equal(whole_tumour(), designed == 0.9), "the weak blob left the segments"
+    assert slicer.util.arrayFromVolume(result.probabilities["wt"]).max() == np.float32(0.9)
+    k, j, i = shape[0] - 3, shape[1] - 5, shape[2] - 5  # inside the weak blob
+    ras = geometry.ijk_to_ras(seg.GetNodeReference(results.INPUT_REFERENCE)) @ np.array([i, j, k, 1.0])
+    record = refinerecord.record_of(seg)
+    (record / "guidance.json").write_text(json.dumps({"format": 1, "strokes": {},
+                                                      "points": [{"kind": "include", "ras_mm": list(ras[:3])}]}))
+    assert np.array_equal(whole_tumour(), designed >= 0.5), "an include point keeps its blob"
