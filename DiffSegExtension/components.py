@@ -30,9 +30,10 @@ def drop_unlikely_components(mask: np.ndarray, wt_probability: np.ndarray, min_m
     labels, count = ndimage.label(mask[0])  # face connectivity
     if count == 0:
         return 0
-    flat = labels.ravel()
-    means = (np.bincount(flat, weights=wt_probability.ravel(), minlength=count + 1)
-             / np.maximum(np.bincount(flat, minlength=count + 1), 1))
+    inside = labels > 0
+    ids = labels[inside]  # the tumour voxels only: a few percent of a volume
+    means = np.bincount(ids, weights=wt_probability[inside], minlength=count + 1) / np.maximum(
+        np.bincount(ids, minlength=count + 1), 1)
     drop = means < min_mean
     drop[0] = False  # background
     if keep is not None:

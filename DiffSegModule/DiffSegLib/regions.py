@@ -115,9 +115,9 @@ def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[st
     if min_component > 0:
         whole = np.logical_or.reduce(list(masks.values()))  # nesting: every region lies in the whole tumour
         components, count = ndimage.label(whole)
-        flat = components.ravel()
-        means = (np.bincount(flat, weights=np.asarray(probabilities["wt"], dtype=np.float64).ravel(), minlength=count + 1)
-                 / np.maximum(np.bincount(flat, minlength=count + 1), 1))
+        ids = components[whole]
+        means = np.bincount(ids, weights=np.asarray(probabilities["wt"])[whole], minlength=count + 1) / np.maximum(
+            np.bincount(ids, minlength=count + 1), 1)
         drop = means < min_component
         drop[0] = False
         if keep is not None:
