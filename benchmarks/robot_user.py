@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from DiffSegExtension.allocator import keep_freed_memory  # noqa: E402
+from DiffSegExtension.components import drop_unlikely_components  # noqa: E402
 from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
 from DiffSegExtension.data.modalities import list_cases  # noqa: E402
 from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noqa: E402
@@ -90,15 +91,17 @@ def _click_record(click: Click, **extra) -> dict:
 
 
 def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: SegmentOptions, clicks: int,
-                  radius: float, reach: float, margin: int, work: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Automatic run then robot clicks through ``refine``; returns the record and the automatic maps
-    (kind → (R, ...), :data:`MAP_KINDS`)."""
+                  radius: float, reach: float, margin: int,
+                  work: Path) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """Automatic run then robot clicks through ``refine``; returns the record, the automatic maps
+    (kind → (R, ...), :data:`MAP_KINDS`) and masks (R, ...)."""
     regions = tuple(model.regions)
     card = {"name": model.name, "folder": str(model.folder), "modalities": list(model.modalities)}
     seg = segment_case(model, case, options)
     folder = work / "click0"
     write_outputs(seg, case, folder, card, overwrite=True)
-    first, masks = {kind: getattr(seg, kind).copy() for kind in MAP_KINDS}, seg.mask
+    first, first_masks = {kind: getattr(seg, kind).copy() for kind in MAP_KINDS}, seg.mask.copy()
+    masks = seg.mask
     record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": [],
               "segment_seconds": round(seg.seconds, 3)}
     for n in range(1, clicks + 1):
@@ -120,7 +123,7 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
                                               uncertainty_after=after, resampled_slices=len(result.resampled)))
         for r, v in region_dice(masks, truth, regions).items():
             record["dice"][r].append(v)
-    return record, first
+    return record, first, first_masks
 
 
 def replay_clicks(masks: np.ndarray, case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
@@ -139,19 +142,25 @@ def replay_clicks(masks: np.ndarray, case: Case, truth: np.ndarray, regions: tup
     return record
 
 
-def run_evidence(first: dict[str, np.ndarray], case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
-                 radius: float, reach: float, members: int) -> dict:
+def run_evidence(first: dict[str, np.ndarray], first_masks: np.ndarray, case: Case, truth: np.ndarray,
+                 regions: tuple[str, ...], clicks: int, radius: float, reach: float, options: SegmentOptions) -> dict:
     """The same protocol with the clicks' evidence alone: the automatic maps re-weighted by each click and its
-    ball pinned, as refine does off the re-sampled slices, without sampling anything."""
+    ball pinned, as refine does off the re-sampled slices, without sampling anything; the masks follow as
+    refine derives them (the component rule keeping what an include point marks)."""
     maps = {kind: values.copy() for kind, values in first.items()}
+    marked = np.zeros(case.shape, dtype=bool)
 
     def correct(click: Click) -> np.ndarray:
         point = Point(click.kind, click.ras, "wt", radius, reach)
-        apply_click_evidence(maps, [point], case.affine, regions, members)
-        pin_known(maps, Guidance([point]).known(case.affine, case.shape, regions))
-        return (maps["probability"] >= 0.5).astype(np.uint8)
+        apply_click_evidence(maps, [point], case.affine, regions, options.members)
+        known = Guidance([point]).known(case.affine, case.shape, regions)
+        pin_known(maps, known)
+        marked[known[0] > 0] = True
+        masks = (maps["probability"] >= 0.5).astype(np.uint8)
+        drop_unlikely_components(masks, maps["probability"][0], options.min_component_probability, keep=marked)
+        return masks
 
-    return replay_clicks((maps["probability"] >= 0.5).astype(np.uint8), case, truth, regions, clicks, correct)
+    return replay_clicks(first_masks.copy(), case, truth, regions, clicks, correct)
 
 
 def run_sphere(first: np.ndarray, case: Case, truth: np.ndarray, regions: tuple[str, ...], clicks: int,
@@ -227,14 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     for folder in select_cases(args.data, args.cases, model, args.max_cases):
         case = load_case(folder, model.modalities, with_label=True, optional=model.optional_modalities)
         truth = region_masks(case.label_map, regions)
-        diffusion, first = run_diffusion(model, case, truth, options, args.clicks, args.radius, args.reach,
-                                         args.margin, args.out / "work" / case.name)
-        first_masks = (first["probability"] >= 0.5).astype(np.uint8)
+        diffusion, first, first_masks = run_diffusion(model, case, truth, options, args.clicks, args.radius,
+                                                      args.reach, args.margin, args.out / "work" / case.name)
         results[case.name] = {"diffusion": diffusion,
                               "sphere": run_sphere(first_masks, case, truth, regions, args.clicks, args.sphere_radius)}
         if args.reach > 0:
-            results[case.name]["evidence"] = run_evidence(first, case, truth, regions, args.clicks, args.radius,
-                                                          args.reach, options.members)
+            results[case.name]["evidence"] = run_evidence(first, first_masks, case, truth, regions, args.clicks,
+                                                          args.radius, args.reach, options)
         if compare is not None:
             results[case.name]["compare"] = run_diffusion(compare, case, truth, options, args.clicks, args.radius,
                                                           args.reach, args.margin,

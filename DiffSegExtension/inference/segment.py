@@ -196,23 +196,26 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     return seg
 
 
-def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions,
-                              passes: int, regions: tuple[str, ...] = ("wt",)) -> Segmentation:
-    """Members (N, S, R, H, W) {0, 1} → nested, limited to the brain, aggregated per region and restored to
-    the input grid (``seconds`` left 0)."""
+def maps_from_members(prepared: PreparedVolume, members: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """Members (N, S, R, H, W) {0, 1} → (the members nested and limited to the brain, {probability, uncertainty,
+    entropy: (R, *input shape) float32} aggregated per region and restored to the input grid)."""
     members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain (a new tensor)
     nest_in_place(members.numpy().swapaxes(0, 2))  # (R, S, N, H, W): a view, so members are nested
     result = aggregate(members)
-    probability, uncertainty, entropy = (prepared.restore(maps) for maps in
-                                         (result.probability, result.uncertainty, result.entropy))
+    return members, {kind: prepared.restore(getattr(result, kind)) for kind in ("probability", "uncertainty", "entropy")}
+
+
+def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions,
+                              passes: int, regions: tuple[str, ...] = ("wt",)) -> Segmentation:
+    """Members (N, S, R, H, W) {0, 1} → :func:`maps_from_members`, then the masks (with the component rule) and the
+    label map (``seconds`` left 0)."""
+    members, maps = maps_from_members(prepared, members)
+    probability = maps["probability"]
     mask = (probability >= 0.5).astype(np.uint8)
     drop_unlikely_components(mask, probability[0], options.min_component_probability)
     return Segmentation(
         regions=tuple(regions),
-        probability=probability,
         mask=mask,
-        uncertainty=uncertainty,
-        entropy=entropy,
         label_map=label_map_from_regions(mask, regions),
         members=members,
         prepared=prepared,
@@ -220,4 +223,5 @@ def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, o
         passes=passes,
         options=options,
         passes_per_slice=float(options.members * options.steps),
+        **maps,
     )

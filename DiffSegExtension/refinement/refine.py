@@ -33,7 +33,7 @@ from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_e
 from DiffSegExtension.inference.outputs import MAP_KINDS
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size, inference_network,
-                                                min_window, resolve_device, segmentation_from_members)
+                                                maps_from_members, min_window, resolve_device)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
 from DiffSegExtension.refinement.click_evidence import apply_click_evidence
@@ -108,8 +108,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     members = torch.zeros(*sampled.shape[:3], height, width, dtype=torch.uint8)
     members[crop] = sampled
     progress.close()
-    fresh = segmentation_from_members(prepared, members, options, passes, regions)
-    maps = _merge(previous.maps, fresh, prepared)
+    maps = _merge(previous.maps, maps_from_members(prepared, members)[1], prepared)
     apply_click_evidence(maps, previous.guidance.points, case.affine, regions, options.members,
                          within=_slab(case.shape, prepared))
     apply_click_evidence(maps, new.points, case.affine, regions, options.members)
@@ -174,9 +173,9 @@ def _slab(shape: tuple[int, int, int], prepared: PreparedVolume) -> np.ndarray:
     return slab[0]
 
 
-def _merge(previous: dict[str, np.ndarray], fresh: Segmentation, prepared: PreparedVolume) -> dict[str, np.ndarray]:
-    """The previous maps, in place, with the re-sampled source slices replaced by ``fresh``'s."""
+def _merge(previous: dict[str, np.ndarray], fresh: dict[str, np.ndarray], prepared: PreparedVolume) -> dict[str, np.ndarray]:
+    """The previous maps, in place, with the re-sampled source slices replaced by the ``fresh`` maps'."""
     index = _source_index(prepared)
     for kind in MAP_KINDS:
-        previous[kind][index] = getattr(fresh, kind)[index]
+        previous[kind][index] = fresh[kind][index]
     return previous
