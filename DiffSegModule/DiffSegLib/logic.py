@@ -267,7 +267,7 @@ class DiffSegLogic(RefineMixin):
                     "Seconds": _seconds(seconds)}
             stored = results.store_outputs(scene, reference, handle.key, merged, info, segmentation=request.merge_into)
             # A re-run is a step of its own: the refinement before it can no longer be undone alone.
-            self._set_folders(request.merge_into, refinerecord.record_of(request.merge_into), None)
+            self._set_folders(request.merge_into, refinerecord.record_of(request.merge_into), None, maps_in_run=False)
             return stored
         slice_range = summary.get("slice_range") or list(handle.slices or (0, geometry.dimensions(reference)[axis]))
         info = {"Model": request.model.name, "ModelPath": str(request.model.path), "Members": request.members,

@@ -98,8 +98,9 @@ class RefineMixin:
         self.results_root.mkdir(parents=True, exist_ok=True)
         return self.results_root / uuid.uuid4().hex
 
-    def _set_folders(self, segmentation, run: Path | None, undo: Path | None) -> None:
-        """Point the result at its run record and undo folder; folders of ours it no longer uses are removed."""
+    def _set_folders(self, segmentation, run: Path | None, undo: Path | None, maps_in_run: bool = True) -> None:
+        """Point the result at its run record and undo folder; folders of ours it no longer uses are removed.
+        ``maps_in_run``: the result's volumes are the run record's maps (not after a re-run merged in)."""
         from .logic import remove_folder
 
         for attribute, folder in ((refinerecord.RUN_FOLDER_ATTRIBUTE, run), (refinerecord.UNDO_FOLDER_ATTRIBUTE, undo)):
@@ -107,6 +108,7 @@ class RefineMixin:
             if old and Path(old) not in (run, undo) and Path(old).parent == self.results_root:
                 remove_folder(Path(old))
             segmentation.SetAttribute(attribute, str(folder) if folder else "")
+        refinerecord.note_record_maps(segmentation, maps_in_run and run is not None)
 
     # -- console API --------------------------------------------------------------------------
     def refine(self, segmentation, include: Sequence[Point] = (), exclude: Sequence[Point] = (), strokes=None,
@@ -145,7 +147,8 @@ class RefineMixin:
         reference = review.reference_volume(segmentation)
         loaded, attributes = refinerecord.load_undo(folder, reference)
         info = {name[len("DiffSeg."):]: value for name, value in attributes.items()
-                if name not in (refinerecord.RUN_FOLDER_ATTRIBUTE, refinerecord.UNDO_FOLDER_ATTRIBUTE)}
+                if name not in (refinerecord.RUN_FOLDER_ATTRIBUTE, refinerecord.UNDO_FOLDER_ATTRIBUTE,
+                                refinerecord.MAPS_ATTRIBUTE)}
         stored = results.store_outputs(self.scene, reference, segmentation.GetAttribute(results.KEY_ATTRIBUTE), loaded,
                                        info, segmentation=segmentation)
         self._set_folders(segmentation, folder, None)

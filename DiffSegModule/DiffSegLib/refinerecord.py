@@ -2,7 +2,10 @@
 
 * A result's **run record** (attribute ``DiffSeg.RunFolder``): the engine's ``summary.json`` (case name,
   regions, sampling options), ``guidance.json`` and ``strokes_<region>.nii.gz`` of the run that made it: what
-  ``diffseg refine --previous`` needs besides the maps. Every segment, refine and undo leaves one.
+  ``diffseg refine --previous`` needs besides the maps, and the maps as that run wrote them. Every segment,
+  refine and undo leaves one. While the result's probability and uncertainty volumes are unchanged since
+  (their image data's modification time, ``DiffSeg.RecordMaps``), staging copies those files instead of
+  writing them again; a re-run merged in, or any other change to the volumes, makes it write them.
 * The **previous result** a refinement starts from, staged in the run's temporary folder by
   :func:`stage_previous` as a complete ``--previous`` folder: the run record plus every region's probability,
   uncertainty and entropy taken from the scene's nodes (float32, so exactly what the user reviews, re-runs
@@ -24,16 +27,18 @@ from . import geometry, results, segments, volumeio
 from .regions import output_key, regions_of
 
 RUN_FOLDER_ATTRIBUTE = "DiffSeg.RunFolder"
+MAPS_ATTRIBUTE = "DiffSeg.RecordMaps"
+MAP_KINDS = ("probability", "uncertainty", "entropy")
 UNDO_FOLDER_ATTRIBUTE = "DiffSeg.UndoFolder"
 SUMMARY, GUIDANCE, ATTRIBUTES, LABELS = "summary.json", "guidance.json", "attributes.json", "segmentation.nii.gz"
 
 
 def keep_record(outputs: Mapping[str, str], folder: Path) -> Path:
-    """Copy the run record (summary, guidance, strokes) out of the engine's ``outputs`` (name → path) into
+    """Copy the run record (summary, guidance, strokes, maps) out of the engine's ``outputs`` (name → path) into
     ``folder`` (created)."""
     folder.mkdir(parents=True)
     for name, path in outputs.items():
-        if (name in ("summary", "guidance") or name.startswith("strokes_")) and Path(path).is_file():
+        if (name in ("summary", "guidance") or name.startswith(("strokes_", *MAP_KINDS))) and Path(path).is_file():
             shutil.copy2(path, folder / Path(path).name)
     return folder
 
@@ -49,6 +54,29 @@ def undo_of(segmentation) -> Path | None:
     """The undo folder of a refined result, None when there is nothing to undo."""
     value = segmentation.GetAttribute(UNDO_FOLDER_ATTRIBUTE)
     return Path(value) if value and (Path(value) / ATTRIBUTES).is_file() else None
+
+
+def note_record_maps(segmentation, current: bool) -> None:
+    """Remember (``current``: the result's volumes equal its run record's maps) or forget the modification times
+    of the result's probability and uncertainty image data; see the module docstring."""
+    stamps = {}
+    for region in regions_of(segmentation) if current else ():
+        for kind, node in zip(("probability", "uncertainty"), results.output_volumes(segmentation, region)):
+            if node is not None and node.GetImageData() is not None:
+                stamps[output_key(kind, region)] = node.GetImageData().GetMTime()
+    segmentation.SetAttribute(MAPS_ATTRIBUTE, json.dumps(stamps))
+
+
+def _unchanged_maps(segmentation) -> set[str]:
+    """Output keys (``probability_tc`` …) of the volumes unchanged since :func:`note_record_maps` remembered them."""
+    stamps = json.loads(segmentation.GetAttribute(MAPS_ATTRIBUTE) or "{}")
+    unchanged = set()
+    for region in regions_of(segmentation):
+        for kind, node in zip(("probability", "uncertainty"), results.output_volumes(segmentation, region)):
+            key = output_key(kind, region)
+            if node is not None and node.GetImageData() is not None and stamps.get(key) == node.GetImageData().GetMTime():
+                unchanged.add(key)
+    return unchanged
 
 
 def marked_tumour(record: Path | None, reference) -> np.ndarray | None:
@@ -90,13 +118,17 @@ def stage_previous(segmentation, record: Path, folder: Path) -> Path:
     regions = regions_of(segmentation)
     reference = segmentation.GetNodeReference(results.INPUT_REFERENCE)
     matrix = geometry.ijk_to_ras(reference)
+    unchanged = _unchanged_maps(segmentation)
     for region in regions:
         probability, uncertainty = results.output_volumes(segmentation, region)
-        maps = {"probability": volumeio.array_kji(probability), "uncertainty": volumeio.array_kji(uncertainty)}
-        maps["entropy"] = entropy_bits(maps["probability"])
-        for kind, values in maps.items():
-            volumeio.write_nifti(volumeio.image_from_array(values.astype(np.float32)), matrix,
-                                 folder / f"{output_key(kind, region)}.nii.gz")
+        for kind, node in (("probability", probability), ("uncertainty", uncertainty), ("entropy", probability)):
+            key = output_key(kind, region)
+            if output_key("probability" if kind == "entropy" else kind, region) in unchanged and \
+                    (folder / f"{key}.nii.gz").is_file():
+                continue  # the record's copy is what the scene holds
+            values = volumeio.array_kji(node)
+            values = entropy_bits(values) if kind == "entropy" else values
+            volumeio.write_nifti(volumeio.image_from_array(values.astype(np.float32)), matrix, folder / f"{key}.nii.gz")
     labels = segments.read_label_map(segmentation, matrix, geometry.dimensions(reference), regions)
     volumeio.write_nifti(volumeio.image_from_array(labels), matrix, folder / LABELS)
     attributes = {name: segmentation.GetAttribute(name) for name in segmentation.GetAttributeNames()

@@ -130,8 +130,8 @@ def test_console_reach_zero_keeps_the_slices_beyond_the_ball_exactly(harness, re
 def test_exclude_point_removes_tumour_and_undo_restores_exactly(harness, refined_case):
     logic, volumes, seg, _, results_root = refined_case
     before = arrays(seg)
-    attributes = {n: seg.GetAttribute(n) for n in seg.GetAttributeNames()
-                  if n not in (refinerecord.RUN_FOLDER_ATTRIBUTE, refinerecord.UNDO_FOLDER_ATTRIBUTE)}
+    bookkeeping = (refinerecord.RUN_FOLDER_ATTRIBUTE, refinerecord.UNDO_FOLDER_ATTRIBUTE, refinerecord.MAPS_ATTRIBUTE)
+    attributes = {n: seg.GetAttribute(n) for n in seg.GetAttributeNames() if n not in bookkeeping}
     record = refinerecord.record_of(seg)
     kji = pick(before, tumour=True)
     logic.refine(seg, exclude=[voxel_world(volumes["flair"], kji)])
@@ -165,6 +165,27 @@ def test_cancelled_and_failed_refinements_leave_the_scene_untouched(harness, ref
     assert harness.snapshot() == snapshot and harness.hierarchy_items() == items
     assert list(temp_root.iterdir()) == [] and sorted(results_root.iterdir()) == kept
     assert not logic.can_undo_refine(seg)
+
+
+def test_staging_copies_the_record_maps_while_the_volumes_are_unchanged(harness, refined_case, tmp_path):
+    import nibabel as nib
+
+    _, _, seg, _, _ = refined_case
+    record = refinerecord.record_of(seg)
+    assert (record / "probability.nii.gz").is_file(), "the run record keeps the engine's maps"
+    copied = refinerecord.stage_previous(seg, record, tmp_path / "a")
+    for name in ("probability.nii.gz", "uncertainty.nii.gz", "entropy.nii.gz"):
+        assert (copied / name).read_bytes() == (record / name).read_bytes(), name
+    probability, _ = results.output_volumes(seg)
+    changed = np.array(slicer.util.arrayFromVolume(probability))
+    changed[changed > 0] = 1.0 - changed[changed > 0] / 2
+    slicer.util.updateVolumeFromArray(probability, changed)
+    written = refinerecord.stage_previous(seg, record, tmp_path / "b")
+    on_disk = np.asarray(nib.load(written / "probability.nii.gz").dataobj).transpose(2, 1, 0)
+    np.testing.assert_array_equal(on_disk, changed, "a changed volume is written from the scene")
+    np.testing.assert_allclose(np.asarray(nib.load(written / "entropy.nii.gz").dataobj).transpose(2, 1, 0),
+                               refinerecord.entropy_bits(changed), atol=1e-6)
+    assert (written / "uncertainty.nii.gz").read_bytes() == (record / "uncertainty.nii.gz").read_bytes()
 
 
 def test_refine_needs_guidance_and_a_run_record(harness, refined_case):
