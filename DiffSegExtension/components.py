@@ -15,6 +15,14 @@ import numpy as np
 from scipy import ndimage
 
 
+def masks_from_probability(probability: np.ndarray, min_mean: float, keep: np.ndarray | None = None) -> np.ndarray:
+    """(R, *shape) uint8 region masks of (R, *shape) probabilities: the majority (p ≥ 0.5) without the whole-tumour
+    components :func:`drop_unlikely_components` removes (``keep`` as there)."""
+    mask = (probability >= 0.5).astype(np.uint8)
+    drop_unlikely_components(mask, probability[0], min_mean, keep)
+    return mask
+
+
 def drop_unlikely_components(mask: np.ndarray, wt_probability: np.ndarray, min_mean: float,
                              keep: np.ndarray | None = None) -> int:
     """Remove, in place, the whole-tumour components whose mean probability is below ``min_mean``.

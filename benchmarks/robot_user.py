@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from DiffSegExtension.allocator import keep_freed_memory  # noqa: E402
-from DiffSegExtension.components import drop_unlikely_components  # noqa: E402
+from DiffSegExtension.components import masks_from_probability  # noqa: E402
 from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
 from DiffSegExtension.data.modalities import list_cases  # noqa: E402
 from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noqa: E402
@@ -156,9 +156,7 @@ def run_evidence(first: dict[str, np.ndarray], first_masks: np.ndarray, case: Ca
         known = Guidance([point]).known(case.affine, case.shape, regions)
         pin_known(maps, known)
         marked[known[0] > 0] = True
-        masks = (maps["probability"] >= 0.5).astype(np.uint8)
-        drop_unlikely_components(masks, maps["probability"][0], options.min_component_probability, keep=marked)
-        return masks
+        return masks_from_probability(maps["probability"], options.min_component_probability, keep=marked)
 
     return replay_clicks(first_masks.copy(), case, truth, regions, clicks, correct)
 

@@ -15,7 +15,7 @@ from DiffSegExtension.atomic import atomic_directory
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.overview import render_overview
-from DiffSegExtension.inference.segment import Segmentation
+from DiffSegExtension.inference.segment import MAP_KINDS, Segmentation
 from DiffSegExtension.parallel_io import map_files
 from DiffSegExtension.regions import QUBRATS_NAMES, output_labels
 
@@ -27,8 +27,6 @@ OUTPUT_FILES = {
     "overview": "overview.png",
     "summary": "summary.json",
 }
-#: Per-region maps of the inner regions; the whole tumour's keep the names above.
-MAP_KINDS = ("probability", "uncertainty", "entropy")
 
 
 def region_output_files(regions: tuple[str, ...]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from DiffSegExtension.allocator import release_freed_memory
-from DiffSegExtension.components import drop_unlikely_components
+from DiffSegExtension.components import masks_from_probability
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
 from DiffSegExtension.diffusion.samplers import make_sampler
@@ -26,6 +26,8 @@ from DiffSegExtension.regions import REGION_TITLES, label_map_from_regions, nest
 
 
 ENSEMBLES = ("adaptive", "full")
+#: The per-region maps of a result, as :func:`maps_from_members` makes them and outputs write them.
+MAP_KINDS = ("probability", "uncertainty", "entropy")
 
 
 @dataclass
@@ -202,7 +204,7 @@ def maps_from_members(prepared: PreparedVolume, members: torch.Tensor) -> tuple[
     members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain (a new tensor)
     nest_in_place(members.numpy().swapaxes(0, 2))  # (R, S, N, H, W): a view, so members are nested
     result = aggregate(members)
-    return members, {kind: prepared.restore(getattr(result, kind)) for kind in ("probability", "uncertainty", "entropy")}
+    return members, {kind: prepared.restore(getattr(result, kind)) for kind in MAP_KINDS}
 
 
 def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions,
@@ -210,9 +212,7 @@ def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, o
     """Members (N, S, R, H, W) {0, 1} → :func:`maps_from_members`, then the masks (with the component rule) and the
     label map (``seconds`` left 0)."""
     members, maps = maps_from_members(prepared, members)
-    probability = maps["probability"]
-    mask = (probability >= 0.5).astype(np.uint8)
-    drop_unlikely_components(mask, probability[0], options.min_component_probability)
+    mask = masks_from_probability(maps["probability"], options.min_component_probability)
     return Segmentation(
         regions=tuple(regions),
         mask=mask,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from DiffSegExtension.components import drop_unlikely_components
+from DiffSegExtension.components import masks_from_probability
 from DiffSegExtension.data.geometry import CanonicalFrame
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
@@ -30,10 +30,9 @@ from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.adaptive import AdaptiveSettings, tumour_window
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
-from DiffSegExtension.inference.outputs import MAP_KINDS
 from DiffSegExtension.inference.progress import Progress
-from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size, inference_network,
-                                                maps_from_members, min_window, resolve_device)
+from DiffSegExtension.inference.segment import (MAP_KINDS, Segmentation, SegmentOptions, default_batch_size,
+                                                inference_network, maps_from_members, min_window, resolve_device)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
 from DiffSegExtension.refinement.click_evidence import apply_click_evidence
@@ -113,8 +112,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
                          within=_slab(case.shape, prepared))
     apply_click_evidence(maps, new.points, case.affine, regions, options.members)
     pin_known(maps, known)
-    mask = (maps["probability"] >= 0.5).astype(np.uint8)
-    drop_unlikely_components(mask, maps["probability"][0], options.min_component_probability, keep=known[0] > 0)
+    mask = masks_from_probability(maps["probability"], options.min_component_probability, keep=known[0] > 0)
     seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,
                        prepared=prepared, seconds=time.perf_counter() - started, passes=passes, options=options,
                        passes_per_slice=options.members * options.steps * fraction, **maps)

@@ -56,27 +56,27 @@ def undo_of(segmentation) -> Path | None:
     return Path(value) if value and (Path(value) / ATTRIBUTES).is_file() else None
 
 
-def note_record_maps(segmentation, current: bool) -> None:
-    """Remember (``current``: the result's volumes equal its run record's maps) or forget the modification times
-    of the result's probability and uncertainty image data; see the module docstring."""
+def _image_stamps(segmentation) -> dict[str, int]:
+    """Output key (``probability_tc`` …) → modification time of the image data of each of the result's
+    probability and uncertainty volumes."""
     stamps = {}
-    for region in regions_of(segmentation) if current else ():
+    for region in regions_of(segmentation):
         for kind, node in zip(("probability", "uncertainty"), results.output_volumes(segmentation, region)):
             if node is not None and node.GetImageData() is not None:
                 stamps[output_key(kind, region)] = node.GetImageData().GetMTime()
-    segmentation.SetAttribute(MAPS_ATTRIBUTE, json.dumps(stamps))
+    return stamps
+
+
+def note_record_maps(segmentation, current: bool) -> None:
+    """Remember (``current``: the result's volumes equal its run record's maps) or forget the modification times
+    of the result's probability and uncertainty image data; see the module docstring."""
+    segmentation.SetAttribute(MAPS_ATTRIBUTE, json.dumps(_image_stamps(segmentation) if current else {}))
 
 
 def _unchanged_maps(segmentation) -> set[str]:
-    """Output keys (``probability_tc`` …) of the volumes unchanged since :func:`note_record_maps` remembered them."""
-    stamps = json.loads(segmentation.GetAttribute(MAPS_ATTRIBUTE) or "{}")
-    unchanged = set()
-    for region in regions_of(segmentation):
-        for kind, node in zip(("probability", "uncertainty"), results.output_volumes(segmentation, region)):
-            key = output_key(kind, region)
-            if node is not None and node.GetImageData() is not None and stamps.get(key) == node.GetImageData().GetMTime():
-                unchanged.add(key)
-    return unchanged
+    """Output keys of the volumes unchanged since :func:`note_record_maps` remembered them."""
+    remembered = json.loads(segmentation.GetAttribute(MAPS_ATTRIBUTE) or "{}")
+    return {key for key, stamp in _image_stamps(segmentation).items() if remembered.get(key) == stamp}
 
 
 def marked_tumour(record: Path | None, reference) -> np.ndarray | None:
