@@ -122,7 +122,7 @@ def bench_allocator(model_dir: str, repeats: int) -> dict[str, dict[str, float]]
     """Milliseconds per item (batch 32 × 160×192, channels-last) and page faults per pass with glibc's
     malloc defaults vs the CLI's tuning (``DiffSegExtension/allocator.py``), fresh processes alternately."""
     rows: dict[str, list[tuple[float, float]]] = {"glibc defaults": [], "tuned (the CLI)": []}
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for _ in range(repeats):
         for name, mode in zip(rows, ("default", "tuned")):
             out = subprocess.run([sys.executable, "-c", _ALLOCATOR_CHILD, model_dir, mode], env=env,
@@ -179,7 +179,7 @@ _CHILD = ("import os, sys; from pathlib import Path; from DiffSegExtension.cli i
 
 def run_child(args: list[str]) -> tuple[float, float]:
     """``diffseg ARGS`` in a child process → (wall seconds, the child's peak RSS in GiB)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with tempfile.NamedTemporaryFile() as peak:
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _CHILD, peak.name, *args, "--progress", "none"], env=env,

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--sampler")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (as diffseg's --device)")
     parser.add_argument("--radius", type=float, default=3.0, help="refine's ball radius per click (mm)")
     parser.add_argument("--reach", type=float, default=DEFAULT_REACH_MM,
                         help="refine's reach of a click's evidence (mm; 0: the ball only)")
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{list(model.regions)}: compare models with the same regions")
     defaults = model.inference_defaults
     options = SegmentOptions(members=args.members or defaults["members"], steps=args.steps or defaults["steps"],
-                             sampler=args.sampler or defaults["sampler"], seed=args.seed, device="cpu",
+                             sampler=args.sampler or defaults["sampler"], seed=args.seed, device=args.device,
                              ensemble=defaults["ensemble"], screen_steps=defaults.get("screen_steps"),
                              min_component_probability=defaults["min_component_probability"])
     regions = tuple(model.regions)
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 "regions": list(regions), "clicks": args.clicks, "radius_mm": args.radius, "reach_mm": args.reach,
                 "margin_slices": args.margin, "sphere_radius_mm": args.sphere_radius,
                 "options": {"members": options.members, "steps": options.steps, "sampler": options.sampler,
-                            "seed": options.seed, "ensemble": options.ensemble}}
+                            "seed": options.seed, "ensemble": options.ensemble,
+                            "device": options.device}}
     paths = write_report(args.out, protocol, results)
     print("\n".join(f"  {name:8s} {path}" for name, path in paths.items()))
     return 0

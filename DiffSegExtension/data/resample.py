@@ -8,10 +8,20 @@ is (z, y, x) = (k, j, i). So an nibabel array goes in transposed (2, 1, 0), and 
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 import numpy as np
-import SimpleITK as sitk
+
+if TYPE_CHECKING:
+    import SimpleITK
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _sitk():
+    """SimpleITK, imported on first use: most volumes share one grid, and the import costs a command ~0.3 s."""
+    return importlib.import_module("SimpleITK")
 
 
 def sitk_geometry(affine: np.ndarray) -> tuple[list[float], list[float], list[float]]:
@@ -23,9 +33,9 @@ def sitk_geometry(affine: np.ndarray) -> tuple[list[float], list[float], list[fl
     return spacing.tolist(), lps[:3, 3].tolist(), direction.ravel().tolist()
 
 
-def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+def to_sitk(array: np.ndarray, affine: np.ndarray) -> SimpleITK.Image:
     """A SimpleITK image of a 3D nibabel-ordered array (i, j, k) with its RAS ``affine``."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    image = _sitk().GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     spacing, origin, direction = sitk_geometry(affine)
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
@@ -33,9 +43,9 @@ def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     return image
 
 
-def from_sitk(image: sitk.Image) -> np.ndarray:
+def from_sitk(image: SimpleITK.Image) -> np.ndarray:
     """The nibabel-ordered (i, j, k) array of a 3D SimpleITK image."""
-    return sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    return _sitk().GetArrayFromImage(image).transpose(2, 1, 0)
 
 
 def same_grid(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray,
@@ -52,6 +62,7 @@ def resample_to_grid(array: np.ndarray, affine: np.ndarray, ref_shape: tuple[int
     outside the moving image are NaN, so the caller can see (and fill) the part with no data.
     Returns float32 of shape ``ref_shape``, axis order as the reference.
     """
+    sitk = _sitk()
     moving = to_sitk(np.asarray(array, dtype=np.float32), affine)
     spacing, origin, direction = sitk_geometry(ref_affine)
     resampler = sitk.ResampleImageFilter()
