@@ -3,8 +3,11 @@
 ``python -m DiffSegExtension --wait-for-arguments REQUEST [OWNER_PID]`` is an engine started ahead of time:
 it imports torch and MONAI (seconds of start-up), then waits for the file REQUEST,
 ``{"argv": [...], "cwd": ...}``, deletes it and runs that command as if it had been given on the command
-line. A file, not stdin, because Slicer starts the engine through its ``PythonSlicer`` launcher. It
-exits quietly after ``IDLE_LIMIT_S`` without a request, or (POSIX) once the process OWNER_PID is gone.
+line. A file, not stdin, because Slicer starts the engine through its ``PythonSlicer`` launcher. After a
+successful run it prints ``{"event": "idle"}`` and waits for the next request in the same file, keeping
+its models and last result in memory (:mod:`DiffSegExtension.session`); a failed run ends the process
+with the run's exit status. It exits quietly after ``IDLE_LIMIT_S`` without a request, or (POSIX) once
+the process OWNER_PID is gone.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from DiffSegExtension.cli import run_and_exit
+from DiffSegExtension import session
+from DiffSegExtension.allocator import release_freed_memory
+from DiffSegExtension.cli import main, run_and_exit
 
 WAIT_FLAG = "--wait-for-arguments"
 IDLE_LIMIT_S = 30 * 60
@@ -49,10 +55,23 @@ def wait_for_arguments(request: Path, owner: int | None) -> list[str] | None:
     return [str(a) for a in wanted["argv"]]
 
 
+def serve(request: Path, owner: int | None) -> None:
+    """Run the requests that arrive in ``request``, one after another, until one fails or none comes."""
+    session.enable()
+    while (argv := wait_for_arguments(request, owner)) is not None:
+        code = main(argv)  # an exception ends the process here, with its traceback
+        if code != 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        os.chdir(tempfile.gettempdir())  # the run's folder is the caller's to delete (Windows refuses a cwd)
+        release_freed_memory()  # while it waits, the engine holds its models and last result, not the run's peak
+        print(json.dumps({"event": "idle"}), flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == [WAIT_FLAG]:
-        argv = wait_for_arguments(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
-        if argv is None:
-            sys.exit(0)
-        run_and_exit(argv)
+        serve(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
     run_and_exit()

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from DiffSegExtension import session
 from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, explicit_modality_files,
                                               modality_files_given, sampling_options)
 from DiffSegExtension.data.loading import load_case
@@ -14,7 +15,6 @@ from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.outputs import check_output_folder, write_outputs
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import resolve_device
-from DiffSegExtension.model_card import load_model
 from DiffSegExtension.refinement.click_evidence import DEFAULT_REACH_MM
 from DiffSegExtension.refinement.guidance import DEFAULT_RADIUS_MM, Guidance, Point, parse_point
 from DiffSegExtension.refinement.previous import load_previous, previous_model
@@ -90,7 +90,7 @@ def _inherit_sampling(args: argparse.Namespace, used: dict) -> argparse.Namespac
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     started = time.perf_counter()
-    model = load_model(args.model or previous_model(args.previous), device="cpu")
+    model = session.model(args.model or previous_model(args.previous))
     regions = tuple(model.config.network.regions)
     if args.region not in regions:
         raise DiffSegInputError(f"--region {args.region}: the model '{model.name}' has regions {', '.join(regions)}; "

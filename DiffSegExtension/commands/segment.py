@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from DiffSegExtension import session
 from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, distributed_share,
                                               explicit_modality_files, modality_files_given, parse_slice_range,
                                               sampling_options)
@@ -16,7 +17,7 @@ from DiffSegExtension.data.modalities import find_case_files, list_cases
 from DiffSegExtension.inference.outputs import check_output_folder, write_outputs
 from DiffSegExtension.inference.progress import Progress
 from DiffSegExtension.inference.segment import resolve_device, segment_case
-from DiffSegExtension.model_card import LoadedModel, choose_bundled_model, load_model, resolve_model
+from DiffSegExtension.model_card import LoadedModel, choose_bundled_model, resolve_model
 
 
 def add_parser(sub) -> None:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = []
     for source, modalities, out in sources:
         folder = resolve_model(args.model) if args.model else choose_bundled_model(modalities)
-        model = models[folder] = models.get(folder) or load_model(folder, device="cpu")
+        model = models[folder] = models.get(folder) or session.model(folder)
         if isinstance(source, dict):
             source = explicit_modality_files(args, model.modalities, model.optional_modalities)
         jobs.append((folder, source, out))

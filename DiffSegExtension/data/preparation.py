@@ -160,7 +160,7 @@ def prepare_volume(case: Case, modalities: Sequence[str], preprocess: Preprocess
         brain |= frame.to_canonical(foreground)
     selected = _select_slices(case.name, frame, brain, slice_range, min_brain_pixels)
     brain_t = torch.from_numpy(brain[:, :, selected].transpose(2, 0, 1).copy())  # every selected slice: the box
-    kept = list(range(len(selected))) if keep is None else _kept(case.name, frame, selected, keep)
+    kept = list(range(len(selected))) if keep is None else kept_positions(case.name, frame, selected, keep)
     selected = [selected[i] for i in kept]
 
     # (S, M, n0, n1) slices of the canonical volumes; absent modalities are 0.
@@ -244,7 +244,7 @@ def _select_slices(name: str, frame: CanonicalFrame, brain: np.ndarray, slice_ra
     return selected
 
 
-def _kept(name: str, frame: CanonicalFrame, selected: list[int], keep: Sequence[int]) -> list[int]:
+def kept_positions(name: str, frame: CanonicalFrame, selected: list[int], keep: Sequence[int]) -> list[int]:
     """Positions in ``selected`` (canonical slices) of the source slices ``keep``; none raises."""
     wanted = {int(k) for k in keep}
     kept = [i for i, k in enumerate(selected) if frame.canonical_slice_to_source(k) in wanted]

@@ -10,7 +10,7 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 
-from DiffSegExtension import __version__
+from DiffSegExtension import __version__, session
 from DiffSegExtension.atomic import atomic_directory
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.errors import DiffSegInputError
@@ -36,6 +36,13 @@ def region_output_files(regions: tuple[str, ...]) -> dict[str, str]:
     for region in regions[1:]:
         files.update({f"{kind}_{region}": f"{kind}_{region}.nii.gz" for kind in MAP_KINDS})
     return files
+
+
+def map_paths(folder: Path, regions: tuple[str, ...]) -> dict[str, list[Path]]:
+    """kind (:data:`MAP_KINDS`) → the R files of an output folder that hold it, region by region."""
+    files = region_output_files(regions)
+    return {kind: [Path(folder) / files[kind + ("" if i == 0 else f"_{r}")] for i, r in enumerate(regions)]
+            for kind in MAP_KINDS}
 
 
 def qubrats_uncertainty(seg: Segmentation) -> np.ndarray:
@@ -102,4 +109,6 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
                    "tumour_voxels": int(seg.mask[0].sum()), "tumour_volume_ml": float(seg.mask[0].sum() * voxel_ml),
                    **(extra_summary or {})}
         (tmp / files["summary"]).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    session.remember_maps(map_paths(out_dir, seg.regions), {kind: np.asarray(getattr(seg, kind), dtype=np.float32)
+                                                               for kind in MAP_KINDS})
     return {name: str(out_dir / file) for name, file in files.items()}

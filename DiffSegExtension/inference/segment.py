@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from DiffSegExtension import session
 from DiffSegExtension.allocator import release_freed_memory
 from DiffSegExtension.components import masks_from_probability
 from DiffSegExtension.data.loading import Case
-from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
+from DiffSegExtension.data.preparation import PreparedVolume
 from DiffSegExtension.diffusion.samplers import make_sampler
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.ensemble import aggregate
@@ -161,8 +162,9 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     options.check(model.config.diffusion.timesteps)
     started = time.perf_counter()
     net = model.config.network
-    prepared = prepare_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
-                              slice_range=options.slice_range, regions=net.regions, optional=net.optional_modalities)
+    prepared = session.prepared_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
+                                       slice_range=options.slice_range, regions=net.regions,
+                                       optional=net.optional_modalities)
     device = resolve_device(options.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

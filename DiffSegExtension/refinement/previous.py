@@ -9,10 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from DiffSegExtension import session
 from DiffSegExtension.data.loading import Case
 from DiffSegExtension.data.resample import same_grid
 from DiffSegExtension.errors import DiffSegInputError
-from DiffSegExtension.inference.outputs import MAP_KINDS, region_output_files
+from DiffSegExtension.inference.outputs import map_paths
 from DiffSegExtension.model_card import CARD_FILE, bundled_models_dir
 from DiffSegExtension.refinement.guidance import Guidance
 from DiffSegExtension.refinement.record import read_guidance
@@ -63,17 +64,20 @@ def load_previous(folder: Path, case: Case, regions: tuple[str, ...]) -> Previou
     if tuple(summary.get("regions", {})) != tuple(regions):
         raise DiffSegInputError(f"--previous {folder} has regions {list(summary.get('regions', {}))}, the model has "
                                 f"{list(regions)}: refine with the model that wrote it")
-    files = region_output_files(tuple(regions))
-    maps = {kind: np.stack([_read_map(folder / files[kind + ("" if i == 0 else f"_{r}")], case)
-                            for i, r in enumerate(regions)]) for kind in MAP_KINDS}
+    paths = map_paths(folder, tuple(regions))
+    images = {kind: [_map_image(path, case) for path in kind_paths] for kind, kind_paths in paths.items()}
+    maps = session.take_maps(paths) or {
+        kind: np.stack([np.asarray(image.dataobj, dtype=np.float32).reshape(case.shape) for image in kind_images])
+        for kind, kind_images in images.items()}
     return PreviousResult(folder, summary, maps, read_guidance(folder, case))
 
 
-def _read_map(path: Path, case: Case) -> np.ndarray:
+def _map_image(path: Path, case: Case) -> nib.Nifti1Image:
+    """The map file's image (header read, data not yet), checked to lie on the case's grid."""
     if not path.is_file():
         raise DiffSegInputError(f"--previous folder lacks {path.name}: give a complete output folder")
     image = nib.load(str(path))
     if not same_grid(image.shape[:3], image.affine, case.shape, case.affine):
         raise DiffSegInputError(f"--previous {path} is on another grid ({'×'.join(map(str, image.shape))} voxels) than "
                                 f"the input ({'×'.join(map(str, case.shape))}): give the folder written for these images")
-    return np.asarray(image.dataobj, dtype=np.float32).reshape(case.shape)
+    return image

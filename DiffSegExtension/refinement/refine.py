@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from DiffSegExtension import session
 from DiffSegExtension.components import masks_from_probability
 from DiffSegExtension.data.geometry import CanonicalFrame
 from DiffSegExtension.data.loading import Case
-from DiffSegExtension.data.preparation import PreparedVolume, prepare_volume
+from DiffSegExtension.data.preparation import PreparedVolume
 from DiffSegExtension.diffusion.schedule import NoiseSchedule
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.adaptive import AdaptiveSettings, tumour_window
@@ -81,9 +82,9 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     guidance = previous.guidance.merged(new)
     known = guidance.known(case.affine, case.shape, regions)
     axis = CanonicalFrame(case.affine, case.shape, model.config.preprocess.orientation).slice_axis
-    prepared = prepare_volume(case, model.modalities, model.config.preprocess, net.size_multiple, regions=regions,
-                              optional=net.optional_modalities,
-                              keep=_touched(new.known(case.affine, case.shape, regions), axis, margin))
+    prepared = session.prepared_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
+                                       regions=regions, optional=net.optional_modalities,
+                                       keep=_touched(new.known(case.affine, case.shape, regions), axis, margin))
     device = resolve_device(options.device)
     count, _, height, width = prepared.images.shape
     known_rows = known_slices(prepared, known)

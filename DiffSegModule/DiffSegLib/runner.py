@@ -5,22 +5,22 @@ line: ``progress`` once per sampler step, ``log``, then ``done`` (with the outpu
 ``error``. Lines that are not JSON objects are kept as plain text events.
 
 With ``warm=True`` a run takes over an engine started ahead of time (:mod:`.warmengines`) instead of
-starting a process, and once a run ends a new one is started for the run after.
+starting a process. A run ends with the engine's ``idle`` event (the engine stays, with its models and
+last result in memory, and goes back to wait for the next run) or with its exit (a new one is started
+for the run after).
 
-Threading rule: the reader threads only *queue* raw lines (stdout) or keep the tail (stderr); all
-parsing and every callback happen on the caller's thread, in :meth:`EngineRunner.poll` or
+Threading rule: the reader threads (:class:`~.warmengines.EngineOutput`) only *queue* raw lines (stdout) or
+keep the tail (stderr); all parsing and every callback happen on the caller's thread, in :meth:`EngineRunner.poll` or
 :meth:`EngineRunner.wait`. No Qt and no MRML here, so the runner works the same in Slicer (driven by
 a ``qt.QTimer``), in the Python console (blocking) and in tests.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import queue
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +28,7 @@ from typing import Callable, Mapping, Sequence
 
 from .paths import engine_python, engine_root
 from .processtree import kill_process_tree
-from .warmengines import WAIT_FLAG, WARM_ENGINES
-
-#: stdout lines longer than this are cut (a runaway child cannot fill the memory of the reader).
-MAX_LINE_CHARS = 100_000
-_EOF = object()
+from .warmengines import EOF_MARK, WAIT_FLAG, WARM_ENGINES, EngineOutput, Waiting
 
 
 @dataclass(frozen=True)
@@ -183,10 +179,10 @@ class EngineRunner:
         self.args: list[str] = []  # the command of this run, as if started cold (a warm engine's own differs)
         self.started_at: float | None = None
         self.last_progress: Progress | None = None
-        self._lines: queue.Queue = queue.Queue()
-        self._stderr: collections.deque = collections.deque(maxlen=60)
-        self._threads: list[threading.Thread] = []
+        self._output: EngineOutput | None = None
+        self._engine: Waiting | None = None  # the engine taken over (warm), which may go back after the run
         self._stdout_closed = False
+        self._run_over = False  # the taken engine reported ``idle``: this run is over, the engine waits again
         self._cancelled = False
         self._outputs: dict = {}
         self._seconds: float | None = None
@@ -227,16 +223,17 @@ class EngineRunner:
             [self.python, "-m", self.module, WAIT_FLAG, str(request), str(os.getpid())], None,
             subprocess.DEVNULL)).process
 
-    def _take_warm(self, args: Sequence[str], cwd: str | Path | None) -> subprocess.Popen | None:
+    def _take_warm(self, args: Sequence[str], cwd: str | Path | None) -> Waiting | None:
         """Hand ``args`` to a waiting engine (the request file appears at once, complete); None when none waits."""
         waiting = WARM_ENGINES.take(self._warm_key())
         if waiting is None:
             return None
+        waiting.output.stderr.clear()  # an engine that stayed: its earlier runs' messages are not this run's
         partial = waiting.request.with_suffix(".partial")
         partial.write_text(json.dumps({"argv": [str(a) for a in args], "cwd": str(cwd) if cwd else None}),
                            encoding="utf-8")
         os.replace(partial, waiting.request)
-        return waiting.process
+        return waiting
 
     def start(self, args: Sequence[str], cwd: str | Path | None = None) -> None:
         """Start the child (or take over a waiting one); returns at once. Raises ``RuntimeError`` if one is
@@ -244,39 +241,19 @@ class EngineRunner:
         if self.running:
             raise RuntimeError("The DiffSeg engine is already running.")
         self.args = self.command(args)
-        taken = self._take_warm(args, cwd) if self.warm else None
-        self.process = taken or self._spawn(self.args, cwd, subprocess.DEVNULL)
+        self._engine = self._take_warm(args, cwd) if self.warm else None
+        if self._engine is not None:
+            self.process, self._output = self._engine.process, self._engine.output
+        else:
+            self.process = self._spawn(self.args, cwd, subprocess.DEVNULL)
+            self._output = EngineOutput(self.process)
         self.started_at = time.monotonic()
-        self._threads = [
-            threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True),
-            threading.Thread(target=self._read_stderr, args=(self.process.stderr,), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _read_stdout(self, stream) -> None:
-        """Reader thread: queue raw lines, then an end marker. Nothing else."""
-        try:
-            for line in stream:
-                self._lines.put(line[:MAX_LINE_CHARS])
-        except (OSError, ValueError):
-            pass
-        finally:
-            self._lines.put(_EOF)
-
-    def _read_stderr(self, stream) -> None:
-        """Reader thread: keep the last lines of stderr (tracebacks, tqdm) for error messages."""
-        try:
-            for line in stream:
-                self._stderr.append(line.rstrip("\r\n")[:2000])
-        except (OSError, ValueError):
-            pass
 
     # -- state ----------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         """True from :meth:`start` until the child has exited *and* its stdout is fully read."""
-        if self.process is None:
+        if self.process is None or self._run_over:
             return False
         return self.process.poll() is None or not self._stdout_closed
 
@@ -288,17 +265,22 @@ class EngineRunner:
     def poll(self) -> list[EngineEvent]:
         """Parse every queued line (non-blocking). Call from the thread that owns the UI/scene."""
         events = []
-        while True:
+        while self._output is not None and not self._run_over:
             try:
-                item = self._lines.get_nowait()
+                item = self._output.lines.get_nowait()
             except queue.Empty:
                 break
-            if item is _EOF:
+            if item is EOF_MARK:
                 self._stdout_closed = True
                 if self.warm:
                     self.warm_up()  # for the next run, while the user looks at this one
                 continue
-            events.append(self._record(parse_line(item)))
+            event = parse_line(item)
+            if event.kind == "idle" and self._engine is not None:
+                self._run_over = True  # what follows on this pipe belongs to the next run
+                WARM_ENGINES.give_back(self._warm_key(), self._engine)
+                continue
+            events.append(self._record(event))
         return events
 
     def _record(self, event: EngineEvent) -> EngineEvent:
@@ -337,16 +319,18 @@ class EngineRunner:
 
     def result(self) -> EngineResult:
         """The outcome so far (complete once :attr:`running` is False)."""
-        for thread in self._threads:
-            thread.join(timeout=5)
-        code = self.process.poll() if self.process else None
+        if self._output is not None and not self._run_over:  # an engine that stays keeps reading for the next run
+            self._output.join(timeout=5)
+        code = 0 if self._run_over else self.process.poll() if self.process else None
+        stderr = "\n".join(self._output.stderr) if self._output is not None else ""
         return EngineResult(returncode=code, cancelled=self._cancelled, outputs=dict(self._outputs),
-                            seconds=self._seconds, error=self._error, stderr_tail="\n".join(self._stderr))
+                            seconds=self._seconds, error=self._error, stderr_tail=stderr)
 
     # -- stopping -------------------------------------------------------------------------------
     def cancel(self) -> None:
-        """Kill the child and everything it started, then wait for it to be gone."""
-        if self.process is None:
+        """Kill the child and everything it started, then wait for it to be gone (nothing once the run is over: the
+        engine then waits for the next run)."""
+        if self.process is None or self._run_over:
             return
         self._cancelled = True
         if self.process.poll() is None:
@@ -355,6 +339,5 @@ class EngineRunner:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._output.join(timeout=5)
         self.poll()

@@ -1,4 +1,5 @@
-"""`python -m DiffSegExtension --wait-for-arguments`: an engine started ahead of time (real child processes)."""
+"""`python -m DiffSegExtension --wait-for-arguments`: an engine started ahead of time (real child processes); one
+that stays after its run: test_session.py."""
 
 import json
 import os
@@ -20,9 +21,14 @@ def test_it_runs_the_requested_command_in_the_requested_folder(tmp_path):
     argv = ["segment", "--model", "phantom", "--input", "p", "--out", "out", "--members", "1", "--steps", "1",
             "--progress", "json"]
     request.write_text(json.dumps({"argv": argv, "cwd": str(tmp_path)}))
-    stdout, stderr = engine.communicate(timeout=300)
-    assert engine.returncode == 0, stderr
-    assert json.loads(stdout.splitlines()[-1])["event"] == "done"
+    events = []
+    for line in engine.stdout:  # until the run's end: `idle` (the engine then waits for the next request)
+        events.append(json.loads(line)["event"])
+        if events[-1] == "idle":
+            break
+    assert events[-2:] == ["done", "idle"] and engine.poll() is None, engine.communicate(timeout=60)[1]
+    engine.kill()
+    engine.communicate(timeout=60)
     assert (tmp_path / "out" / "segmentation.nii.gz").exists(), "relative paths are read in the request's cwd"
     assert not request.exists(), "the request is consumed"
 

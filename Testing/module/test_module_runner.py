@@ -20,16 +20,33 @@ from DiffSegLib.warmengines import WARM_ENGINES
 
 FAKE_ENGINE = textwrap.dedent("""
     import json, os, subprocess, sys, time
-    if sys.argv[1] == "--wait-for-arguments":  # started ahead of time, as the engine's __main__
+    def emit(**kw):
+        print(json.dumps(kw), flush=True)
+    def next_request():
         while not os.path.exists(sys.argv[2]):
             time.sleep(0.02)
         wanted = json.load(open(sys.argv[2]))
         os.remove(sys.argv[2])
-        os.chdir(wanted["cwd"])
-        sys.argv = [sys.argv[0], *wanted["argv"]]
+        os.chdir(wanted["cwd"] or ".")
+        return wanted["argv"]
+    if sys.argv[1] == "--wait-for-arguments":  # started ahead of time, as the engine's __main__
+        if os.environ.get("FAKE_STAYS"):  # as the engine: after each good run, "idle" and the next request
+            runs = 0
+            while True:
+                mode = next_request()[0]
+                runs += 1
+                print(f"stderr of run {runs}", file=sys.stderr, flush=True)
+                emit(event="log", message=f"run {runs} of process {os.getpid()}")
+                if mode == "bad-input":
+                    emit(event="error", message="bad input")
+                    sys.exit(2)
+                if mode == "hang":
+                    emit(event="progress", done=0, total=100, elapsed_s=0.0, eta_s=None, message="sampling")
+                    time.sleep(600)
+                emit(event="done", outputs={"run": str(runs)}, seconds=0.1)
+                emit(event="idle")
+        sys.argv = [sys.argv[0], *next_request()]
     mode = sys.argv[1]
-    def emit(**kw):
-        print(json.dumps(kw), flush=True)
     print("a plain line that is not JSON", flush=True)
     print("{not json either", flush=True)
     emit(event="log", message="loading model")
@@ -218,3 +235,47 @@ def test_cancel_kills_a_taken_over_engine_and_stop_all_ends_the_waiting_ones(war
     WARM_ENGINES.stop_all()
     assert following.wait(timeout=30) is not None
     assert warm_engine().warm_up() is not following, "stopped engines are not handed out"
+
+
+def test_an_engine_that_stays_serves_the_next_run_with_its_memory(fake_engine, tmp_path):
+    """The engine's ``idle`` event ends a run: the same process goes back and takes the next run; each run sees only
+    its own stderr; cancel after the run is over leaves it alone; a failed run ends it and a fresh one waits."""
+    (tmp_path / "stays").mkdir()
+    stays = lambda: EngineRunner(python=sys.executable, engine_path=tmp_path, module="fake_engine", warm=True,  # noqa: E731
+                                 extra_env={"FAKE_STAYS": "1"})
+    try:
+        first = stays()
+        process = first.warm_up()
+        results = []
+        for n in (1, 2, 3):
+            runner = stays()
+            runner.start(["ok"], cwd=tmp_path / "stays")
+            logs = []
+            result = runner.wait(on_event=lambda e: logs.append(e.data["message"]) if e.kind == "log" else None,
+                                 timeout=60)
+            results.append(result)
+            assert result.ok and result.outputs == {"run": str(n)}, "the same process, its n-th run"
+            assert runner.process is process and process.poll() is None and not runner.running
+            assert f"stderr of run {n}" in result.stderr_tail and f"run {n - 1}" not in result.stderr_tail
+            assert logs == [f"run {n} of process {process.pid}"], "no line of another run"
+            runner.cancel()
+            assert process.poll() is None and not runner.cancelled, "an ended run's cancel does not touch the engine"
+        assert stays().warm_up() is process, "it waits again for the next run"
+
+        failing = stays()
+        failing.start(["bad-input"])
+        result = failing.wait(timeout=60)
+        assert result.returncode == 2 and result.error == "bad input" and process.wait(timeout=30) == 2
+        following = stays().warm_up()
+        assert following is not process and following.poll() is None, "a fresh engine waits after a failure"
+
+        hanging = stays()
+        hanging.start(["hang"])
+        deadline = time.monotonic() + 30
+        while hanging.last_progress is None and time.monotonic() < deadline:
+            hanging.poll()
+            time.sleep(0.05)
+        hanging.cancel()
+        assert hanging.result().cancelled and following.wait(timeout=30) is not None, "cancel kills a staying engine"
+    finally:
+        WARM_ENGINES.stop_all()
