@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,13 +57,14 @@ def wait_for_arguments(request: Path, owner: int | None) -> list[str] | None:
 def serve(request: Path, owner: int | None) -> None:
     """Run the requests that arrive in ``request``, one after another, until one fails or none comes."""
     session.enable()
+    home = os.getcwd()
     while (argv := wait_for_arguments(request, owner)) is not None:
         code = main(argv)  # an exception ends the process here, with its traceback
         if code != 0:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-        os.chdir(tempfile.gettempdir())  # the run's folder is the caller's to delete (Windows refuses a cwd)
+        os.chdir(home)  # a request without a folder runs here; the run's folder is the caller's to delete
         release_freed_memory()  # while it waits, the engine holds its models and last result, not the run's peak
         print(json.dumps({"event": "idle"}), flush=True)
     sys.stdout.flush()

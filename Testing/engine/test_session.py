@@ -61,12 +61,11 @@ class StayingEngine:
     def __init__(self, folder):
         self.folder, self.request = folder, folder / "request.json"
         self.process = subprocess.Popen([sys.executable, "-m", "DiffSegExtension", "--wait-for-arguments",
-                                         str(self.request), str(os.getpid())],
+                                         str(self.request), str(os.getpid())], cwd=folder,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def run(self, *argv) -> list[str]:
-        self.request.write_text(json.dumps({"argv": [*argv, "--progress", "json", "--overwrite"],
-                                            "cwd": str(self.folder)}))
+    def run(self, *argv, cwd=None) -> list[str]:
+        self.request.write_text(json.dumps({"argv": [*argv, "--progress", "json", "--overwrite"], "cwd": cwd}))
         events = []
         for line in self.process.stdout:
             events.append(json.loads(line)["event"] if line.startswith("{") else "text")
@@ -82,7 +81,10 @@ class StayingEngine:
 def test_a_staying_engine_gives_a_fresh_processes_results_and_reads_what_changed(case_folder, tmp_path):
     engine = StayingEngine(case_folder)
     try:
-        assert engine.run("segment", *SAMPLING, "--out", "s0")[-2:] == ["done", "idle"]
+        (case_folder / "elsewhere").mkdir()
+        assert engine.run("segment", *SAMPLING[:3], str(case_folder / "p"), *SAMPLING[4:], "--out",
+                          str(case_folder / "s0"), cwd=str(case_folder / "elsewhere"))[-2:] == ["done", "idle"]
+        # The next requests give no folder: they run where the engine started, not in the last run's folder.
         click = _tumour_point(case_folder / "s0")
         previous = "s0"
         for n in (1, 2):  # each click refines a copy of the result before, as the module stages it
