@@ -85,6 +85,8 @@ def test_a_staying_engine_gives_a_fresh_processes_results_and_reads_what_changed
         assert engine.run("segment", *SAMPLING[:3], str(case_folder / "p"), *SAMPLING[4:], "--out",
                           str(case_folder / "s0"), cwd=str(case_folder / "elsewhere"))[-2:] == ["done", "idle"]
         # The next requests give no folder: they run where the engine started, not in the last run's folder.
+        assert engine.run("segment", *SAMPLING, "--out", "again")[-2:] == ["done", "idle"]
+        _assert_same_result(case_folder / "s0", case_folder / "again")  # from the kept preparation
         click = _tumour_point(case_folder / "s0")
         previous = "s0"
         for n in (1, 2):  # each click refines a copy of the result before, as the module stages it

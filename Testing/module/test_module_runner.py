@@ -221,15 +221,20 @@ def test_a_warm_runner_takes_over_the_waiting_engine_and_starts_the_next(warm_en
     assert requests() <= before, "the request was consumed, no partial file is left behind"
 
 
-def test_cancel_kills_a_taken_over_engine_and_stop_all_ends_the_waiting_ones(warm_engine):
-    runner = warm_engine()
-    waiting = runner.warm_up()
+def _cancel_while_sampling(runner):
+    """Start a run that hangs while sampling, wait for its first progress, cancel it."""
     runner.start(["hang"])
-    wait_until = time.monotonic() + 30
-    while runner.last_progress is None and time.monotonic() < wait_until:
+    deadline = time.monotonic() + 30
+    while runner.last_progress is None and time.monotonic() < deadline:
         runner.poll()
         time.sleep(0.05)
     runner.cancel()
+
+
+def test_cancel_kills_a_taken_over_engine_and_stop_all_ends_the_waiting_ones(warm_engine):
+    runner = warm_engine()
+    waiting = runner.warm_up()
+    _cancel_while_sampling(runner)
     assert runner.result().cancelled and waiting.poll() is not None
     following = warm_engine().warm_up()
     WARM_ENGINES.stop_all()
@@ -270,12 +275,7 @@ def test_an_engine_that_stays_serves_the_next_run_with_its_memory(fake_engine, t
         assert following is not process and following.poll() is None, "a fresh engine waits after a failure"
 
         hanging = stays()
-        hanging.start(["hang"])
-        deadline = time.monotonic() + 30
-        while hanging.last_progress is None and time.monotonic() < deadline:
-            hanging.poll()
-            time.sleep(0.05)
-        hanging.cancel()
+        _cancel_while_sampling(hanging)
         assert hanging.result().cancelled and following.wait(timeout=30) is not None, "cancel kills a staying engine"
     finally:
         WARM_ENGINES.stop_all()
