@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from DiffSegExtension import session
 from DiffSegExtension.allocator import release_freed_memory
 from DiffSegExtension.cli import main, run_and_exit
@@ -54,6 +56,14 @@ def wait_for_arguments(request: Path, owner: int | None) -> list[str] | None:
     return [str(a) for a in wanted["argv"]]
 
 
+def _release_run_memory() -> None:
+    """While it waits, the engine holds its model and last result, not the run's peak: freed heap pages go back to
+    the OS, and on a GPU the blocks torch's allocator keeps cached."""
+    release_freed_memory()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def serve(request: Path, owner: int | None) -> None:
     """Run the requests that arrive in ``request``, one after another, until one fails or none comes."""
     session.enable()
@@ -65,7 +75,7 @@ def serve(request: Path, owner: int | None) -> None:
             sys.stderr.flush()
             os._exit(code)
         os.chdir(home)  # a request without a folder runs here; the run's folder is the caller's to delete
-        release_freed_memory()  # while it waits, the engine holds its models and last result, not the run's peak
+        _release_run_memory()
         print(json.dumps({"event": "idle"}), flush=True)
     sys.stdout.flush()
     os._exit(0)
