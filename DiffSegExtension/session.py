@@ -31,7 +31,7 @@ from DiffSegExtension.data.preparation import PreparedVolume, kept_positions, pr
 from DiffSegExtension.model_card import LoadedModel, load_model, resolve_model
 
 _enabled = False
-_models: dict[tuple, LoadedModel] = {}
+_model: tuple[tuple, LoadedModel] | None = None
 _prepared: tuple[tuple, PreparedVolume] | None = None
 _last_maps: tuple[tuple, dict[str, np.ndarray]] | None = None
 
@@ -39,24 +39,23 @@ _last_maps: tuple[tuple, dict[str, np.ndarray]] | None = None
 def enable(on: bool = True) -> None:
     """Keep the model, the case's preparation and the last result between the runs of this process (``on``), or
     stop and forget them."""
-    global _enabled, _prepared, _last_maps
+    global _enabled, _model, _prepared, _last_maps
     _enabled = on
     if not on:
-        _models.clear()
-        _prepared = _last_maps = None
+        _model = _prepared = _last_maps = None
 
 
 def model(name_or_path: str | Path) -> LoadedModel:
     """:func:`~DiffSegExtension.model_card.load_model` (on the CPU), or the one loaded before from the same, unchanged
     files."""
+    global _model
     if not _enabled:
         return load_model(name_or_path, device="cpu")
     folder = resolve_model(name_or_path)
     key = (str(folder.resolve()), *(_stat(path) for path in sorted(folder.iterdir()) if path.is_file()))
-    if key not in _models:
-        _models.clear()  # one model at a time: another one replaces it
-        _models[key] = load_model(folder, device="cpu")
-    return _models[key]
+    if _model is None or _model[0] != key:  # one model at a time: another one replaces it
+        _model = (key, load_model(folder, device="cpu"))
+    return _model[1]
 
 
 def prepared_volume(case: Case, modalities: Sequence[str], preprocess: PreprocessConfig, size_multiple: int, *,

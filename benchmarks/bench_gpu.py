@@ -31,7 +31,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_speed import DEFAULT_CASE, REFERENCE_RECIPE, Recipe, run_child, tumour_click  # noqa: E402
+from bench_speed import DEFAULT_CASE, REFERENCE_RECIPE, Recipe, engine_run, tumour_click  # noqa: E402
 
 from DiffSegExtension.allocator import keep_freed_memory  # noqa: E402
 from DiffSegExtension.config import preset  # noqa: E402
@@ -43,10 +43,8 @@ from DiffSegExtension.network import DenoisingUNet, count_parameters  # noqa: E4
 
 
 def process_run(args: list[str], out: Path, device: str) -> dict:
-    """``diffseg ARGS`` as a process on ``device`` writing ``out``: wall and engine seconds, peak host RSS."""
-    wall, rss = run_child([*args, "--out", str(out), "--overwrite", "--device", device])
-    summary = json.loads((out / "summary.json").read_text())
-    return {"wall_s": wall, "engine_s": summary["seconds"], "rss_gib": rss}
+    """``diffseg ARGS`` as a process on ``device`` writing ``out`` (:func:`bench_speed.engine_run`)."""
+    return engine_run([*args, "--device", device], out)
 
 
 def synchronize(device: str) -> None:

@@ -190,13 +190,19 @@ def run_child(args: list[str]) -> tuple[float, float]:
         return wall, int(Path(peak.name).read_text()) / 1024**2  # KiB → GiB
 
 
-def segment_volume(model: str, case: Path, recipe: Recipe, out: Path, slices: str | None = None) -> dict:
-    """One `diffseg segment` into ``out`` (replaced): wall time, peak RSS and its summary."""
-    wall, rss = run_child(["segment", "--model", model, "--input", str(case), "--out", str(out), "--overwrite",
-                           *recipe.args(), *(["--slices", slices] if slices else [])])
+def engine_run(args: list[str], out: Path) -> dict:
+    """``diffseg ARGS`` writing ``out`` (replaced) as a child process: wall time, peak RSS and from its summary the
+    engine's seconds, slices and passes per slice."""
+    wall, rss = run_child([*args, "--out", str(out), "--overwrite"])
     summary = json.loads((out / "summary.json").read_text())
     return {"wall_s": wall, "rss_gib": rss, "engine_s": summary["seconds"], "slices": summary["slices_sampled"],
             "passes_per_slice": summary["passes_per_slice"]}
+
+
+def segment_volume(model: str, case: Path, recipe: Recipe, out: Path, slices: str | None = None) -> dict:
+    """One `diffseg segment` into ``out`` (:func:`engine_run`)."""
+    return engine_run(["segment", "--model", model, "--input", str(case), *recipe.args(),
+                       *(["--slices", slices] if slices else [])], out)
 
 
 def tumour_click(result: Path) -> tuple[str, str]:

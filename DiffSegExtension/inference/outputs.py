@@ -38,10 +38,15 @@ def region_output_files(regions: tuple[str, ...]) -> dict[str, str]:
     return files
 
 
+def map_output_name(kind: str, index: int, region: str) -> str:
+    """The output name of the ``kind`` map of the region at ``index``: the whole tumour's (first) is ``kind``."""
+    return kind if index == 0 else f"{kind}_{region}"
+
+
 def map_paths(folder: Path, regions: tuple[str, ...]) -> dict[str, list[Path]]:
     """kind (:data:`MAP_KINDS`) → the R files of an output folder that hold it, region by region."""
     files = region_output_files(regions)
-    return {kind: [Path(folder) / files[kind + ("" if i == 0 else f"_{r}")] for i, r in enumerate(regions)]
+    return {kind: [Path(folder) / files[map_output_name(kind, i, r)] for i, r in enumerate(regions)]
             for kind in MAP_KINDS}
 
 
@@ -91,7 +96,7 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
     voxel_ml = abs(np.linalg.det(case.affine[:3, :3])) / 1000.0
     volumes = [(seg.label_map, np.uint8, "segmentation")]
     for i, region in enumerate(seg.regions):
-        volumes += [(getattr(seg, kind)[i], np.float32, kind + ("" if i == 0 else f"_{region}")) for kind in MAP_KINDS]
+        volumes += [(getattr(seg, kind)[i], np.float32, map_output_name(kind, i, region)) for kind in MAP_KINDS]
     if qubrats:
         volumes += [(volume, np.uint8, f"qubrats_{region}") for region, volume in zip(seg.regions, qubrats_uncertainty(seg))]
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
