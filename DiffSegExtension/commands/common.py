@@ -35,6 +35,22 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, ensemble: bool = Tru
     add_threads_argument(parser)
 
 
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """--progress, --overwrite, --no-overview, --crop-outputs, --qubrats (``segment`` and ``refine``)."""
+    parser.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
+                        help="json: one machine-readable line per sampler step on stdout")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--no-overview", dest="overview", action="store_false",
+                        help="skip overview.png (about a second; Slicer shows the maps itself)")
+    parser.add_argument("--crop-outputs", action="store_true",
+                        help="write each volume only over the box holding every non-zero voxel (zero outside it), on "
+                             "that box of the input's grid (its affine places it): several times smaller and faster to "
+                             "write and read, for readers that place images by their affine (the Slicer module; "
+                             "refine --previous)")
+    parser.add_argument("--qubrats", action="store_true",
+                        help="also write QU-BraTS uncertainty maps (<case>_unc_whole/core/enhance.nii.gz, 0 certain … 100)")
+
+
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: all cores; use 1 per process when jobs share a machine)")

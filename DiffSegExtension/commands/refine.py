@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from DiffSegExtension import session
-from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, explicit_modality_files,
-                                              modality_files_given, sampling_options)
+from DiffSegExtension.commands.common import (add_modality_arguments, add_output_arguments, add_sampling_arguments,
+                                              explicit_modality_files, modality_files_given, sampling_options)
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.modalities import list_cases
 from DiffSegExtension.errors import DiffSegInputError
@@ -58,12 +58,7 @@ def add_parser(sub) -> None:
                    help="extra slices re-sampled on each side of the slices the guidance touches (default 0: "
                         "with the previous run's settings they would come out unchanged)")
     add_sampling_arguments(p, ensemble=False)  # refine re-samples every member on the slices it touches
-    p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
-                   help="json: one machine-readable line per sampler step on stdout")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no-overview", dest="overview", action="store_false",
-                   help="skip overview.png (about a second; Slicer shows the maps itself)")
-    p.add_argument("--qubrats", action="store_true", help="also write QU-BraTS uncertainty maps")
+    add_output_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -115,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite, qubrats=args.qubrats,
                             extra_summary={**result.summary(new), "previous": str(args.previous)},
                             write_extra=lambda folder: write_guidance(folder, result.guidance, case),
-                            overview=args.overview)
+                            overview=args.overview, crop=args.crop_outputs)
     progress.log(f"{case.name}: re-sampled {len(result.resampled)} slices, {int(result.seg.mask[0].sum())} tumour "
                  f"voxels, {result.seg.seconds:.1f} s → {args.out}")
     progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))

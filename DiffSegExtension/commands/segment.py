@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from DiffSegExtension import session
-from DiffSegExtension.commands.common import (add_modality_arguments, add_sampling_arguments, distributed_share,
-                                              explicit_modality_files, modality_files_given, parse_slice_range,
-                                              sampling_options)
+from DiffSegExtension.commands.common import (add_modality_arguments, add_output_arguments, add_sampling_arguments,
+                                              distributed_share, explicit_modality_files, modality_files_given,
+                                              parse_slice_range, sampling_options)
 from DiffSegExtension.config import KNOWN_MODALITIES
 from DiffSegExtension.data.input_checks import input_warnings
 from DiffSegExtension.data.loading import load_case
@@ -31,13 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per case with --input)")
     p.add_argument("--slices", help="only these input slices along the superior–inferior axis, start:stop (half-open)")
     add_sampling_arguments(p)
-    p.add_argument("--progress", choices=("tqdm", "json", "none"), default="tqdm",
-                   help="json: one machine-readable line per sampler step on stdout")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no-overview", dest="overview", action="store_false",
-                   help="skip overview.png (about a second; Slicer shows the maps itself)")
-    p.add_argument("--qubrats", action="store_true",
-                   help="also write QU-BraTS uncertainty maps (<case>_unc_whole/core/enhance.nii.gz, 0 certain … 100)")
+    add_output_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -75,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         seg = segment_case(model, case, options[folder], progress)
         outputs = write_outputs(seg, case, out, {"name": model.name, "folder": str(model.folder),
                                                  "modalities": list(model.modalities)}, overwrite=args.overwrite,
-                                qubrats=args.qubrats, overview=args.overview)
+                                qubrats=args.qubrats, overview=args.overview, crop=args.crop_outputs)
         progress.log(f"{case.name}: {int(seg.mask[0].sum())} tumour voxels, {seg.seconds:.1f} s → {out}")
     progress.emit("done", outputs=outputs, seconds=round(time.perf_counter() - started, 3))
     return 0

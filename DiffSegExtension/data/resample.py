@@ -54,6 +54,22 @@ def same_grid(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, rtol=0.0, atol=atol_mm)
 
 
+def sub_grid_box(shape: tuple[int, ...], affine: np.ndarray, ref_shape: tuple[int, ...], ref_affine: np.ndarray,
+                 atol_mm: float = 1e-3) -> tuple[slice, ...] | None:
+    """The reference voxels a grid covers when it is a box of the reference grid (same axes and spacing, shifted
+    by whole voxels, within ``atol_mm``): slices of the reference's voxel axes; else None."""
+    shape, ref_shape = tuple(shape[:3]), tuple(ref_shape[:3])
+    if len(shape) != len(ref_shape) or not np.allclose(affine[:3, :3], ref_affine[:3, :3], rtol=0.0, atol=atol_mm):
+        return None
+    first = np.linalg.solve(ref_affine[:3, :3], affine[:3, 3] - ref_affine[:3, 3])
+    whole = np.rint(first)
+    if np.abs(ref_affine[:3, :3] @ (first - whole)).max() > atol_mm:
+        return None
+    if any(f < 0 or f + n > m for f, n, m in zip(whole, shape, ref_shape)):
+        return None
+    return tuple(slice(int(f), int(f) + n) for f, n in zip(whole, shape))
+
+
 def resample_to_grid(array: np.ndarray, affine: np.ndarray, ref_shape: tuple[int, int, int],
                      ref_affine: np.ndarray, *, nearest: bool = False) -> np.ndarray:
     """``array`` (on the grid ``affine``) resampled onto the grid (``ref_shape``, ``ref_affine``).

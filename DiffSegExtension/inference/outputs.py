@@ -65,24 +65,49 @@ def check_output_folder(out_dir: Path, overwrite: bool) -> None:
         raise DiffSegInputError(f"output folder {out_dir} already exists: choose another --out or add --overwrite")
 
 
-def like_reference(data: np.ndarray, case: Case, dtype) -> nib.Nifti1Image:
-    """A NIfTI image with the reference's affine, qform/sform codes and shape (2D inputs stay 2D)."""
+def like_reference(data: np.ndarray, case: Case, dtype, box: tuple[slice, ...] | None = None) -> nib.Nifti1Image:
+    """A NIfTI image with the reference's affine, qform/sform codes and shape; with ``box`` (slices of the
+    reference's voxel axes) only those voxels, their affine the reference's moved to the box's first voxel, so
+    every voxel keeps its place in physical space."""
     reference = case.reference
     header = reference.header.copy()
     header.set_data_dtype(dtype)
-    image = nib.Nifti1Image(np.asarray(data, dtype=dtype).reshape(reference.shape), reference.affine, header)
+    data, affine = np.asarray(data, dtype=dtype).reshape(reference.shape), reference.affine
+    if box is not None:
+        data, affine = data[box], box_affine(affine, box)
+    image = nib.Nifti1Image(data, affine, header)
     image.header.set_slope_inter(1.0, 0.0)
     return image
 
 
+def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The affine of the sub-grid ``box`` (slices of the voxel axes) of the grid ``affine``."""
+    moved = np.array(affine, dtype=np.float64)
+    moved[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box], dtype=np.float64) + affine[:3, 3]
+    return moved
+
+
+def content_box(seg: Segmentation) -> tuple[slice, slice, slice]:
+    """The smallest box of the input grid holding every non-zero voxel of ``seg``'s outputs (a non-zero label,
+    uncertainty, entropy or QU-BraTS value needs probability > 0); the first voxel alone when there is none."""
+    nonzero = (seg.probability > 0).any(axis=0) | (seg.label_map > 0)
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 1))
+    return tuple(box)
+
+
 def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: dict, overwrite: bool = False,
                   qubrats: bool = False, extra_summary: dict | None = None,
-                  write_extra: Callable[[Path], dict[str, str]] | None = None, overview: bool = True) -> dict[str, str]:
+                  write_extra: Callable[[Path], dict[str, str]] | None = None, overview: bool = True,
+                  crop: bool = False) -> dict[str, str]:
     """Write all outputs into ``out_dir`` at once (a temp folder renamed into place); return their paths.
 
     The label map, per-region probability / uncertainty (variance) / entropy, the overview (unless
     ``overview`` is False) and ``summary.json`` (with each region's volume in ml); with ``qubrats`` also the
-    QU-BraTS uncertainty maps.
+    QU-BraTS uncertainty maps. With ``crop`` every volume holds only :func:`content_box` (zero outside it),
+    each on that sub-grid of the input (summary ``crop``: its first voxel and shape).
     ``extra_summary`` is added to the summary; ``write_extra(folder)`` writes more files into the folder
     being filled and returns output name → file name (e.g. the guidance of ``diffseg refine``).
     """
@@ -99,11 +124,12 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
         volumes += [(getattr(seg, kind)[i], np.float32, map_output_name(kind, i, region)) for kind in MAP_KINDS]
     if qubrats:
         volumes += [(volume, np.uint8, f"qubrats_{region}") for region, volume in zip(seg.regions, qubrats_uncertainty(seg))]
+    box = content_box(seg) if crop else None
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         # The overview first: drawn while the other thread compresses the maps.
         jobs = [partial(render_overview, tmp / files["overview"], seg,
                         title=f"{case.name} — {model_summary.get('name', '')}")] if overview else []
-        jobs += [partial(nib.save, like_reference(data, case, dtype), tmp / files[name]) for data, dtype, name in volumes]
+        jobs += [partial(nib.save, like_reference(data, case, dtype, box), tmp / files[name]) for data, dtype, name in volumes]
         map_files(lambda job: job(), jobs)
         if write_extra is not None:
             files.update(write_extra(tmp))
@@ -112,6 +138,8 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
                    "files": files,
                    # Kept for readers of earlier summaries: the whole tumour.
                    "tumour_voxels": int(seg.mask[0].sum()), "tumour_volume_ml": float(seg.mask[0].sum() * voxel_ml),
+                   **({"crop": {"first_voxel": [s.start for s in box], "shape": [s.stop - s.start for s in box]}}
+                      if box else {}),
                    **(extra_summary or {})}
         (tmp / files["summary"]).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     session.remember_maps(map_paths(out_dir, seg.regions), {kind: np.asarray(getattr(seg, kind), dtype=np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 
 from DiffSegExtension import session
 from DiffSegExtension.data.loading import Case
-from DiffSegExtension.data.resample import same_grid
+from DiffSegExtension.data.resample import sub_grid_box
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.outputs import map_paths
 from DiffSegExtension.model_card import CARD_FILE, bundled_models_dir
@@ -21,7 +21,8 @@ from DiffSegExtension.refinement.record import read_guidance
 
 @dataclass
 class PreviousResult:
-    """``maps``: kind (probability / uncertainty / entropy) → (R, *case shape) float32, exactly as written;
+    """``maps``: kind (probability / uncertainty / entropy) → (R, *case shape) float32, exactly as written (a
+    cropped map, ``--crop-outputs``, is zero outside its box);
     ``guidance``: what was applied so far (empty after ``segment``)."""
 
     folder: Path
@@ -66,18 +67,29 @@ def load_previous(folder: Path, case: Case, regions: tuple[str, ...]) -> Previou
                                 f"{list(regions)}: refine with the model that wrote it")
     paths = map_paths(folder, tuple(regions))
     images = {kind: [_map_image(path, case) for path in kind_paths] for kind, kind_paths in paths.items()}
-    maps = session.take_maps(paths) or {
-        kind: np.stack([np.asarray(image.dataobj, dtype=np.float32).reshape(case.shape) for image in kind_images])
-        for kind, kind_images in images.items()}
+    maps = session.take_maps(paths) or {kind: np.stack([_on_case_grid(*image, case) for image in kind_images])
+                                        for kind, kind_images in images.items()}
     return PreviousResult(folder, summary, maps, read_guidance(folder, case))
 
 
-def _map_image(path: Path, case: Case) -> nib.Nifti1Image:
-    """The map file's image (header read, data not yet), checked to lie on the case's grid."""
+def _map_image(path: Path, case: Case) -> tuple[nib.Nifti1Image, tuple[slice, ...]]:
+    """The map file's image (header read, data not yet) and the box of the case's grid it covers: the whole grid,
+    or a box of it (``--crop-outputs``)."""
     if not path.is_file():
         raise DiffSegInputError(f"--previous folder lacks {path.name}: give a complete output folder")
     image = nib.load(str(path))
-    if not same_grid(image.shape[:3], image.affine, case.shape, case.affine):
+    box = sub_grid_box(image.shape, image.affine, case.shape, case.affine)
+    if box is None:
         raise DiffSegInputError(f"--previous {path} is on another grid ({'×'.join(map(str, image.shape))} voxels) than "
                                 f"the input ({'×'.join(map(str, case.shape))}): give the folder written for these images")
-    return image
+    return image, box
+
+
+def _on_case_grid(image: nib.Nifti1Image, box: tuple[slice, ...], case: Case) -> np.ndarray:
+    """The map's voxels on the case's whole grid (*shape) float32, zero outside ``box``."""
+    data = np.asarray(image.dataobj, dtype=np.float32).reshape(tuple(s.stop - s.start for s in box))
+    if data.shape == tuple(case.shape):
+        return data
+    full = np.zeros(case.shape, dtype=np.float32)
+    full[box] = data
+    return full

@@ -37,6 +37,21 @@ def dimensions(volume) -> tuple[int, int, int]:
     return tuple(image.GetDimensions()) if image is not None else (0, 0, 0)
 
 
+def box_offset(volume, reference, tolerance_mm: float = 1e-3) -> tuple[int, int, int] | None:
+    """Where ``volume`` lies on ``reference``'s grid when its grid is a box of it (same axes and spacing, shifted by
+    whole voxels, inside it; the engine's ``--crop-outputs``): the reference IJK of its first voxel; else None."""
+    own, grid = ijk_to_ras(volume), ijk_to_ras(reference)
+    if np.abs(own[:3, :3] - grid[:3, :3]).max() > tolerance_mm:
+        return None
+    first = np.linalg.solve(grid[:3, :3], own[:3, 3] - grid[:3, 3])
+    whole = np.rint(first)
+    if np.abs(grid[:3, :3] @ (first - whole)).max() > tolerance_mm:
+        return None
+    if any(f < 0 or f + n > m for f, n, m in zip(whole, dimensions(volume), dimensions(reference))):
+        return None
+    return tuple(int(f) for f in whole)
+
+
 def transform_between(source, target) -> vtk.vtkGeneralTransform:
     """Transform from ``source``'s local RAS to ``target``'s local RAS through world space.
 

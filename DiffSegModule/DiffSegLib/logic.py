@@ -201,7 +201,7 @@ class DiffSegLogic(RefineMixin):
                 args = segment_arguments(request.model.path, files, out_dir,
                                          members=request.members, sampler=request.sampler, steps=request.steps,
                                          ensemble=request.ensemble, seed=request.seed, device=request.device,
-                                         slices=slices, overview=request.keep_engine_outputs is not None)
+                                         slices=slices, kept=request.keep_engine_outputs is not None)
             runner = self.runner_factory()
             runner.start(args, cwd=temp_dir)
         except BaseException:

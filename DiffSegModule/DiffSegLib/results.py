@@ -70,9 +70,10 @@ class EngineOutputs:
 
 
 def load_engine_outputs(outputs: Mapping[str, str], reference) -> EngineOutputs:
-    """Read the engine's NIfTI outputs (every region's) and ``summary.json``; nothing is added to the scene.
+    """Read the engine's NIfTI outputs (every region's) and ``summary.json``; nothing is added to the scene. An output
+    written on a box of the input grid (``--crop-outputs``) is placed on the whole grid, zero outside its box.
 
-    :raises OSError: a file is missing/unreadable, or its grid differs from ``reference``'s.
+    :raises OSError: a file is missing/unreadable, or it does not lie on ``reference``'s grid.
     :raises ValueError: the outputs' regions are not nested (e.g. ET without TC).
     """
     regions = check_regions([r for r in REGIONS if r == "wt" or output_key("probability", r) in outputs])
@@ -82,12 +83,12 @@ def load_engine_outputs(outputs: Mapping[str, str], reference) -> EngineOutputs:
         if role not in outputs:
             raise OSError(f"The engine did not report its '{role}' output.")
         node = volumeio.read_nifti(outputs[role])
-        if geometry.dimensions(node) != geometry.dimensions(reference):
-            raise OSError(f"The engine's {role} has {geometry.dimensions(node)} voxels, the input "
-                          f"'{reference.GetName()}' has {geometry.dimensions(reference)}.")
-        error = np.abs(geometry.ijk_to_ras(node) - geometry.ijk_to_ras(reference)).max()
-        if error > 1e-3:
-            raise OSError(f"The engine's {role} is not on the input's voxel grid (off by {error:.4f} mm).")
+        first = geometry.box_offset(node, reference)
+        if first is None:
+            raise OSError(f"The engine's {role} ({geometry.dimensions(node)} voxels) does not lie on the voxel grid "
+                          f"of the input '{reference.GetName()}' ({geometry.dimensions(reference)} voxels).")
+        if geometry.dimensions(node) != geometry.dimensions(reference):  # --crop-outputs: its box of the grid
+            node.SetAndObserveImageData(volumeio.padded_image(node, geometry.dimensions(reference), first))
         node.SetIJKToRASMatrix(geometry.vtk_matrix(geometry.ijk_to_ras(reference)))
         nodes[role] = node
     summary = {}

@@ -109,13 +109,15 @@ class EngineResult:
 def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_dir: str | Path, *,
                       members: int, sampler: str, steps: int, seed: int, device: str = "auto",
                       ensemble: str = "full", slices: tuple[int, int] | None = None,
-                      overview: bool = False) -> list[str]:
+                      kept: bool = False) -> list[str]:
     """Command-line arguments of ``python -m DiffSegExtension`` for one segmentation run.
 
     :param inputs: modality (``flair``, ``t1``, ``t1ce``, ``t2``) → NIfTI path.
     :param ensemble: ``full`` (every member on every slice) or ``adaptive`` (see the engine's ``inference.adaptive``).
     :param slices: half-open ``(a, b)`` range of source voxel indices along the slice axis.
-    :param overview: also render the engine's overview.png (only useful when its files are kept).
+    :param kept: the engine's files are kept for the user: render overview.png and write the volumes on the whole
+        input grid; otherwise no overview, and each volume only over the box of its non-zero voxels
+        (``--crop-outputs``: several times less to write and read back).
     """
     args = ["segment", "--model", str(model)]
     for modality in ("flair", "t1", "t1ce", "t2"):
@@ -125,7 +127,7 @@ def segment_arguments(model: str | Path, inputs: Mapping[str, str | Path], out_d
              "--steps", str(int(steps)), "--ensemble", ensemble, "--seed", str(int(seed)), "--device", device]
     if slices is not None:
         args += ["--slices", f"{int(slices[0])}:{int(slices[1])}"]
-    args += ["--progress", "json", "--overwrite", *([] if overview else ["--no-overview"])]
+    args += ["--progress", "json", "--overwrite", *([] if kept else ["--no-overview", "--crop-outputs"])]
     return args
 
 
@@ -153,7 +155,7 @@ def refine_arguments(model: str | Path, inputs: Mapping[str, str | Path], previo
     if reach_mm is not None:
         args += ["--reach", repr(float(reach_mm))]
     args += ["--region", region, "--seed", str(int(seed)), "--device", device, "--progress", "json", "--overwrite",
-             "--no-overview"]
+             "--no-overview", "--crop-outputs"]
     return args
 
 

@@ -77,6 +77,15 @@ def image_from_array(array_kji_values: np.ndarray) -> vtk.vtkImageData:
     return image
 
 
+def padded_image(node, dimensions_ijk: tuple[int, int, int], first_ijk: tuple[int, int, int]) -> vtk.vtkImageData:
+    """A new image of ``dimensions_ijk`` voxels, zero but for ``node``'s voxels placed from ``first_ijk`` on."""
+    values = array_kji(node)
+    full = np.zeros(tuple(reversed(dimensions_ijk)), dtype=values.dtype)
+    i, j, k = first_ijk
+    full[k:k + values.shape[0], j:j + values.shape[1], i:i + values.shape[2]] = values
+    return image_from_array(full)
+
+
 def array_kji_image(image: vtk.vtkImageData) -> np.ndarray:
     """Voxel array (KJI) of a bare ``vtkImageData`` (copy)."""
     shape = tuple(reversed(image.GetDimensions()))

@@ -15,6 +15,7 @@ from DiffSegExtension.cli import main
 from DiffSegExtension.data.loading import load_case
 from DiffSegExtension.data.geometry import CanonicalFrame
 from DiffSegExtension.data.phantom import Phantom, make_phantom, write_phantom_case
+from DiffSegExtension.data.resample import sub_grid_box
 from DiffSegExtension.inference.segment import SegmentOptions
 from DiffSegExtension.model_card import load_model
 from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball
@@ -230,7 +231,9 @@ def _bad_inputs(tmp_path, case_dir, first):
     other_grid.mkdir()
     for item in first.iterdir():
         (other_grid / item.name).write_bytes(item.read_bytes())
-    nib.save(nib.Nifti1Image(np.zeros((18, 48, 40), np.float32), reference.affine), other_grid / "probability.nii.gz")
+    finer = reference.affine.copy()
+    finer[:3, :3] /= 2  # not a box of the input's grid (a cropped map, --crop-outputs, would be)
+    nib.save(nib.Nifti1Image(np.zeros(reference.shape, np.float32), finer), other_grid / "probability.nii.gz")
     inside = point_arg("include", ras_of(case_dir, (9, 24, 22)))
     return {
         "no guidance": ([], "refine needs guidance"),
@@ -399,3 +402,33 @@ def test_without_model_refine_uses_the_model_that_wrote_the_previous_result(tmp_
                  point_arg("include", ras_of(case_dir, voxel)), *SAMPLING]) == 2
     assert "written by model 'tiny', which is not found here: give it with --model" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def _on_full_grid(folder, name, shape, affine):
+    """A (possibly cropped) output on the input's whole grid, zero outside its box."""
+    image = nib.load(folder / f"{name}.nii.gz")
+    box = sub_grid_box(image.shape, image.affine, shape, affine)
+    assert box is not None, f"{name} lies on a box of the input's grid"
+    full = np.zeros(shape, dtype=image.get_data_dtype())
+    full[box] = np.asanyarray(image.dataobj)
+    return full, box
+
+
+def test_cropped_outputs_hold_the_same_voxels_and_refine_from_them_as_from_whole_ones(tmp_path, included, tiny_run,
+                                                                                     case_dir, first):
+    reference = nib.load(case_dir / "obl_flair.nii.gz")
+    cropped = tmp_path / "cropped"
+    assert main(["segment", "--model", str(tiny_run), *inputs(case_dir), "--out", str(cropped), *SAMPLING,
+                 "--crop-outputs"]) == 0
+    crop = json.loads((cropped / "summary.json").read_text())["crop"]
+    assert np.prod(crop["shape"]) < np.prod(reference.shape) / 2, "the phantom's tumour fills a small box"
+    for name in MAPS:
+        full, box = _on_full_grid(cropped, name, reference.shape, reference.affine)
+        assert [s.start for s in box] == crop["first_voxel"] and [s.stop - s.start for s in box] == crop["shape"]
+        assert np.array_equal(full, load(first, name)), name
+    out, voxel = included
+    again = tmp_path / "refined"
+    assert refine(tiny_run, case_dir, cropped, again, point_arg("include", ras_of(case_dir, voxel)),
+                  extra=["--crop-outputs"]) == 0
+    for name in MAPS:
+        assert np.array_equal(_on_full_grid(again, name, reference.shape, reference.affine)[0], load(out, name)), name

@@ -1,8 +1,8 @@
 """A stand-in engine that speaks the engine's command line and stdout protocol, for logic tests.
 
 ``python -m stub_engine segment --model M --flair F ... --out D --members N --steps K --ensemble E
---slices a:b --progress json --overwrite`` writes the six outputs of the real engine in the first
-input's exact geometry: a deterministic "tumour" (the brightest FLAIR voxels), N binary members
+--slices a:b --progress json --overwrite [--crop-outputs]`` writes the six outputs of the real engine in the first
+input's exact geometry (with ``--crop-outputs`` only the box of the non-zero voxels, on that box of the grid): a deterministic "tumour" (the brightest FLAIR voxels), N binary members
 that disagree near its border, their mean (probability), variance (uncertainty) and entropy.
 
 It exists so the logic's behaviour (replacing outputs, failure and cancel leaving the scene alone,
@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--progress", default="json")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-overview", dest="overview", action="store_false")
+    p.add_argument("--crop-outputs", action="store_true")
     args = parser.parse_args(argv)
     mode = os.environ.get("DIFFSEG_STUB_MODE", "ok")
     print("stub engine starting (a non-JSON line)", flush=True)
@@ -84,8 +85,12 @@ def main(argv=None) -> int:
         p = probability
         entropy = np.nan_to_num(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).astype(np.float32)
     mask = (probability >= 0.5).astype(np.uint8)
-    if mode == "bad-output":
-        mask = mask[:-1]
+    # The box of the non-zero voxels, as the engine's --crop-outputs (the whole grid without it).
+    nonzero = np.argwhere(probability > 0) if args.crop_outputs and (probability > 0).any() else np.array([[0, 0, 0]])
+    box = tuple(slice(lo, hi + 1) if args.crop_outputs else slice(None)
+                for lo, hi in zip(nonzero.min(axis=0), nonzero.max(axis=0)))
+    affine = reference.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ [s.start or 0 for s in box]
 
     args.out.mkdir(parents=True, exist_ok=True)
     outputs = {}
@@ -94,7 +99,10 @@ def main(argv=None) -> int:
         path = args.out / f"{name}.nii.gz"
         header = reference.header.copy()
         header.set_data_dtype(data.dtype)
-        image = nib.Nifti1Image(data, reference.affine, header)
+        moved = affine.copy()
+        if mode == "bad-output" and name == "segmentation":
+            moved[:3, 3] += 0.5 * affine[:3, 0]  # half a voxel off the input's grid
+        image = nib.Nifti1Image(data[box], moved, header)
         image.header.set_slope_inter(1.0, 0.0)
         nib.save(image, str(path))
         outputs[name] = str(path)

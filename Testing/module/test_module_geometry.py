@@ -9,7 +9,7 @@ import slicer
 import vtk
 from conftest import ijk_to_ras
 
-from DiffSegLib import geometry, volumeio
+from DiffSegLib import geometry, results, volumeio
 
 
 def _array(node) -> np.ndarray:
@@ -136,3 +136,46 @@ def test_roi_selects_the_slices_it_covers(harness, volumes):
     roi.SetCenterWorld(*(10000 * np.ones(3)))
     with pytest.raises(ValueError, match="does not cross"):
         geometry.roi_slice_range(roi, flair, axis)
+
+
+def _cropped_file(tmp_path, name, full, affine, box, shift_voxels=(0.0, 0.0, 0.0)):
+    """``full`` (IJK order) written over ``box`` only, on that box of the grid ``affine`` (the engine's
+    ``--crop-outputs``), optionally moved by a fraction of a voxel."""
+    moved = affine.copy()
+    moved[:3, 3] = affine[:3, :3] @ (np.array([s.start for s in box]) + shift_voxels) + affine[:3, 3]
+    path = tmp_path / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(full[box]), moved), str(path))
+    return path
+
+
+def test_cropped_engine_outputs_land_on_the_whole_oblique_grid(tmp_path, volumes, case_files):
+    flair = volumes["flair"]
+    affine = nib.load(str(case_files["flair"])).affine
+    shape = tuple(reversed(_array(flair).shape))  # IJK
+    box = (slice(3, 11), slice(5, 9), slice(1, shape[2] - 1))
+    rng = np.random.default_rng(0)
+    probability = np.zeros(shape, dtype=np.float32)
+    probability[box] = rng.random([s.stop - s.start for s in box], dtype=np.float32)
+    maps = {"segmentation": (probability >= 0.5).astype(np.uint8), "probability": probability,
+            "uncertainty": probability * (1 - probability)}
+    outputs = {role: str(_cropped_file(tmp_path, role, full, affine, box)) for role, full in maps.items()}
+    assert geometry.box_offset(volumeio.read_nifti(outputs["probability"]), flair) == (3, 5, 1)
+    loaded = results.load_engine_outputs(outputs, flair)
+    for node, full in ((loaded.segmentation, maps["segmentation"]), (loaded.probability["wt"], probability),
+                       (loaded.uncertainty["wt"], maps["uncertainty"])):
+        assert geometry.dimensions(node) == shape and np.allclose(ijk_to_ras(node), ijk_to_ras(flair), atol=1e-6)
+        assert np.array_equal(_array(node), full.transpose(2, 1, 0)), "every voxel where it was, zero around"
+
+
+def test_an_engine_output_off_the_grid_is_refused(tmp_path, volumes, case_files):
+    flair = volumes["flair"]
+    affine = nib.load(str(case_files["flair"])).affine
+    shape = tuple(reversed(_array(flair).shape))
+    full = np.ones(shape, dtype=np.float32)
+    outputs = {role: str(_cropped_file(tmp_path, role, full, affine, (slice(2, 6),) * 3, (0.5, 0.0, 0.0)))
+               for role in ("segmentation", "probability", "uncertainty")}
+    with pytest.raises(OSError, match="does not lie on the voxel grid of the input"):
+        results.load_engine_outputs(outputs, flair)
+    outside = (slice(shape[0] - 2, shape[0]), slice(0, 2), slice(0, 2))
+    assert geometry.box_offset(volumeio.read_nifti(_cropped_file(tmp_path, "edge", full, affine, outside,
+                                                                 (1.0, 0.0, 0.0))), flair) is None

@@ -114,8 +114,9 @@ def test_segment_arguments_follow_the_engine_contract(tmp_path):
         assert args[args.index(flag) + 1] == value
     assert "--overwrite" in args and "--t1" not in args
     assert "--no-overview" in args, "Slicer shows the maps itself"
-    assert "--no-overview" not in segment_arguments("phantom", {}, tmp_path, members=1, sampler="ddim", steps=1,
-                                                    seed=0, overview=True)
+    assert "--crop-outputs" in args, "only the box of the non-zero voxels travels back"
+    kept = segment_arguments("phantom", {}, tmp_path, members=1, sampler="ddim", steps=1, seed=0, kept=True)
+    assert "--no-overview" not in kept and "--crop-outputs" not in kept, "files kept for the user: whole, with overview"
 
 
 def test_successful_run_reports_progress_in_order_and_outputs(fake_engine):
