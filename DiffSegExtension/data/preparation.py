@@ -91,8 +91,25 @@ class PreparedVolume:
             volumes[c] = self._restore_map(maps[:, c], fill)
         return volumes
 
+    def restore_slab(self, volumes: np.ndarray, maps: torch.Tensor) -> None:
+        """Write :meth:`restore` of per-slice maps (S, C, H, W) into ``volumes`` (C, *source shape), on this
+        volume's source slices only (every other voxel is left as it is): a few re-sampled slices without
+        building whole volumes."""
+        order = np.argsort(self._canonical_slices)
+        index = [slice(None)] * 3
+        index[self.frame.slice_axis] = sorted(self.source_slices)
+        for c in range(maps.shape[1]):
+            canvas = self._restore_canvas(maps[:, c].detach().to(device="cpu", dtype=torch.float32), 0.0)
+            volumes[c][tuple(index)] = self.frame.slab_from_canonical(canvas.permute(1, 2, 0).numpy()[:, :, order])
+
     def _restore_map(self, maps: torch.Tensor, fill: float) -> np.ndarray:
         """:meth:`restore` of one (S, H, W) float32 map."""
+        volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
+        volume[:, :, self._canonical_slices] = self._restore_canvas(maps, fill).permute(1, 2, 0).numpy()
+        return self.frame.from_canonical(volume)
+
+    def _restore_canvas(self, maps: torch.Tensor, fill: float) -> torch.Tensor:
+        """One (S, H, W) float32 map → (S, n0, n1): each slice at the canonical in-plane size, ``fill`` outside the box."""
         n0, n1 = self._resampled_shape
         (grid_r, win_r), (grid_c, win_c) = (_overlap(self._offset[0], maps.shape[1], n0),
                                           _overlap(self._offset[1], maps.shape[2], n1))
@@ -108,9 +125,7 @@ class PreparedVolume:
             box = torch.zeros((1, n0, n1), dtype=torch.bool)
             box[:, grid_r, grid_c] = True
             canvas[:, ~_resize_mask(box, self._inplane_shape)[0]] = float(fill)
-        volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
-        volume[:, :, self._canonical_slices] = canvas.permute(1, 2, 0).numpy()
-        return self.frame.from_canonical(volume)
+        return canvas
 
     def to_slices(self, volume: np.ndarray) -> torch.Tensor:
         """A volume on the source grid (the case's shape and axis order) → (S, H, W) float32 in the slices'

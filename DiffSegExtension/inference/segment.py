@@ -200,13 +200,19 @@ def segment_case(model: LoadedModel, case: Case, options: SegmentOptions, progre
     return seg
 
 
-def maps_from_members(prepared: PreparedVolume, members: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+def slice_maps(prepared: PreparedVolume, members: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Members (N, S, R, H, W) {0, 1} → (the members nested and limited to the brain, {probability, uncertainty,
-    entropy: (R, *input shape) float32} aggregated per region and restored to the input grid)."""
+    entropy: (S, R, H, W) float32} aggregated per region on the prepared slices)."""
     members = members & prepared.brain[:, None].to(torch.uint8)  # a tumour lies inside the brain (a new tensor)
     nest_in_place(members.numpy().swapaxes(0, 2))  # (R, S, N, H, W): a view, so members are nested
     result = aggregate(members)
-    return members, {kind: prepared.restore(getattr(result, kind)) for kind in MAP_KINDS}
+    return members, {kind: getattr(result, kind) for kind in MAP_KINDS}
+
+
+def maps_from_members(prepared: PreparedVolume, members: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """:func:`slice_maps` with the maps restored to the input grid: (R, *input shape) float32 each."""
+    members, maps = slice_maps(prepared, members)
+    return members, {kind: prepared.restore(m) for kind, m in maps.items()}
 
 
 def segmentation_from_members(prepared: PreparedVolume, members: torch.Tensor, options: SegmentOptions,

@@ -32,8 +32,8 @@ from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.adaptive import AdaptiveSettings, tumour_window
 from DiffSegExtension.inference.ensemble_sampling import passes_needed, sample_ensemble
 from DiffSegExtension.inference.progress import Progress
-from DiffSegExtension.inference.segment import (MAP_KINDS, Segmentation, SegmentOptions, default_batch_size,
-                                                inference_network, maps_from_members, min_window, resolve_device)
+from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, default_batch_size,
+                                                inference_network, min_window, resolve_device, slice_maps)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
 from DiffSegExtension.refinement.click_evidence import apply_click_evidence
@@ -108,7 +108,9 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     members = torch.zeros(*sampled.shape[:3], height, width, dtype=torch.uint8)
     members[crop] = sampled
     progress.close()
-    maps = _merge(previous.maps, maps_from_members(prepared, members)[1], prepared)
+    maps = previous.maps
+    for kind, fresh in slice_maps(prepared, members)[1].items():
+        prepared.restore_slab(maps[kind], fresh)  # the re-sampled slices replaced, in place
     apply_click_evidence(maps, previous.guidance.points, case.affine, regions, options.members,
                          within=_slab(case.shape, prepared))
     apply_click_evidence(maps, new.points, case.affine, regions, options.members)
@@ -158,23 +160,10 @@ def pin_known(maps: dict[str, np.ndarray], known: np.ndarray) -> None:
     maps["entropy"][pinned] = 0.0
 
 
-def _source_index(prepared: PreparedVolume) -> tuple:
-    """Index of the re-sampled source slices into an (R, *shape) array."""
-    index = [slice(None)] * 4
-    index[1 + prepared.frame.slice_axis] = sorted(prepared.source_slices)
-    return tuple(index)
-
-
 def _slab(shape: tuple[int, int, int], prepared: PreparedVolume) -> np.ndarray:
     """(*shape) bool: the voxels of the re-sampled source slices."""
-    slab = np.zeros((1, *shape), dtype=bool)
-    slab[_source_index(prepared)] = True
-    return slab[0]
-
-
-def _merge(previous: dict[str, np.ndarray], fresh: dict[str, np.ndarray], prepared: PreparedVolume) -> dict[str, np.ndarray]:
-    """The previous maps, in place, with the re-sampled source slices replaced by the ``fresh`` maps'."""
-    index = _source_index(prepared)
-    for kind in MAP_KINDS:
-        previous[kind][index] = fresh[kind][index]
-    return previous
+    slab = np.zeros(shape, dtype=bool)
+    index = [slice(None)] * 3
+    index[prepared.frame.slice_axis] = sorted(prepared.source_slices)
+    slab[tuple(index)] = True
+    return slab

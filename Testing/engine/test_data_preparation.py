@@ -214,6 +214,27 @@ def test_several_maps_restore_as_each_alone(phantom_case, fine_case, resampled):
         prepared.restore(maps[:-1])
 
 
+@pytest.mark.parametrize("order, flip_axis, resampled", [((0, 1, 2), None, False), ((2, 1, 0), 0, False),
+                                                         ((1, 2, 0), 1, False), ((0, 1, 2), 2, True)])
+def test_a_slab_restores_into_a_volume_as_the_whole_restore_does(phantom_case, fine_case, order, flip_axis, resampled):
+    """Some slices (given out of order) written into existing volumes: those slices as :meth:`restore` makes them,
+    with the slice axis stored first, last or flipped; every other voxel untouched."""
+    case = reslice(fine_case if resampled else phantom_case, order, flip_axis)
+    everything = prepare_volume(case, ["flair"], ONE_MM, size_multiple=16)
+    assert everything.resampled == resampled
+    some = everything.select([len(everything) - 2, 0, len(everything) // 2])
+    maps = torch.stack([some.images[:, 0], some.label.float()], dim=1)  # (S, 2, H, W)
+    volumes = np.full((2, *case.shape), 7.0, dtype=np.float32)
+    some.restore_slab(volumes, maps)
+    whole = some.restore(maps)
+    axis = some.frame.slice_axis
+    inside = np.zeros(case.shape[axis], dtype=bool)
+    inside[some.source_slices] = True
+    assert np.array_equal(np.compress(inside, volumes, axis + 1), np.compress(inside, whole, axis + 1))
+    assert np.all(np.compress(~inside, volumes, axis + 1) == 7.0)
+    assert np.compress(inside, whole, axis + 1).any(), "the slab holds something to compare"
+
+
 @pytest.mark.parametrize("resampled", [False, True])
 def test_keeping_some_slices_prepares_them_as_the_whole_volume_does(phantom_case, fine_case, resampled):
     case = fine_case if resampled else phantom_case
