@@ -91,11 +91,12 @@ class CanonicalFrame:
 
     def slab_from_canonical(self, array: np.ndarray) -> np.ndarray:
         """Canonical-ordered slab (n0, n1, K): K canonical slices in ascending order → source order, its
-        :attr:`slice_axis` holding the same slices in ascending source order (the slab of :meth:`from_canonical`)."""
+        :attr:`slice_axis` holding the same slices in ascending source order (the slab of :meth:`from_canonical`;
+        a view of ``array``, not a copy)."""
         if tuple(np.shape(array)[:2]) != self.canonical_shape[:2]:
             raise DiffSegInputError(f"slab of shape {np.shape(array)} does not match the canonical slices "
                                     f"{self.canonical_shape[:2]}")
-        return np.ascontiguousarray(apply_orientation(np.asarray(array), self._inverse))
+        return apply_orientation(np.asarray(array), self._inverse)
 
     @staticmethod
     def _check(array: np.ndarray, shape: tuple[int, ...], which: str) -> None:
