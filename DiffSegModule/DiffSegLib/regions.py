@@ -110,7 +110,16 @@ def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[st
                  min_component: float = 0.0, keep: np.ndarray | None = None) -> np.ndarray:
     """The label map of region probabilities, each region at its threshold (probability ≥ threshold), without the
     whole-tumour components whose mean whole-tumour probability is below ``min_component`` unless they hold a
-    ``keep`` voxel (the engine's ``components.drop_unlikely_components``; a test keeps the two alike)."""
+    ``keep`` voxel (the engine's ``components.drop_unlikely_components``; a test keeps the two alike). Only the box
+    holding every probability above 0 is worked on (a tumour is a small part of a volume)."""
+    shape = np.shape(next(iter(probabilities.values())))
+    everything = tuple(slice(None) for _ in shape)  # a threshold of 0 takes every voxel
+    box = _positive_box(probabilities.values()) if min(thresholds[r] for r in probabilities) > 0 else everything
+    labels = np.zeros(shape, dtype=np.uint8)
+    if box is None:
+        return labels
+    probabilities = {r: np.asarray(p)[box] for r, p in probabilities.items()}
+    keep = None if keep is None else np.asarray(keep)[box]
     masks = {r: np.asarray(p, dtype=np.float64) >= float(thresholds[r]) for r, p in probabilities.items()}
     if min_component > 0:
         whole = np.logical_or.reduce(list(masks.values()))  # nesting: every region lies in the whole tumour
@@ -124,7 +133,20 @@ def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[st
             drop[np.unique(components[keep])] = False
         removed = drop[components]
         masks = {r: m & ~removed for r, m in masks.items()}
-    return label_map(masks)
+    labels[box] = label_map(masks)
+    return labels
+
+
+def _positive_box(arrays) -> tuple[slice, ...] | None:
+    """The smallest box (slices per axis) holding every voxel above 0 of any of ``arrays`` (same shape), or None."""
+    positive = np.logical_or.reduce([np.asarray(a) > 0 for a in arrays])
+    box = []
+    for axis in range(positive.ndim):
+        hit = np.flatnonzero(positive.any(axis=tuple(a for a in range(positive.ndim) if a != axis)))
+        if not len(hit):
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def suffix(region: str) -> str:

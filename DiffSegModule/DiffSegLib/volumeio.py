@@ -62,7 +62,11 @@ def read_nifti(path: Path | str, name: str | None = None):
 
 def array_kji(node) -> np.ndarray:
     """Voxel array of a (possibly detached) scalar volume node, KJI order, sharing VTK's memory."""
-    image = node.GetImageData()
+    return _image_array(node.GetImageData())
+
+
+def _image_array(image: vtk.vtkImageData) -> np.ndarray:
+    """Voxel array (KJI) of a ``vtkImageData``, sharing its memory."""
     shape = tuple(reversed(image.GetDimensions()))
     return vtk.util.numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
 
@@ -80,13 +84,16 @@ def image_from_array(array_kji_values: np.ndarray) -> vtk.vtkImageData:
 def padded_image(node, dimensions_ijk: tuple[int, int, int], first_ijk: tuple[int, int, int]) -> vtk.vtkImageData:
     """A new image of ``dimensions_ijk`` voxels, zero but for ``node``'s voxels placed from ``first_ijk`` on."""
     values = array_kji(node)
-    full = np.zeros(tuple(reversed(dimensions_ijk)), dtype=values.dtype)
+    image = vtk.vtkImageData()
+    image.SetDimensions(*dimensions_ijk)
+    image.AllocateScalars(node.GetImageData().GetScalarType(), 1)
+    full = _image_array(image)  # a view of the new image's memory: filled in place, no copy
+    full.fill(0)
     i, j, k = first_ijk
     full[k:k + values.shape[0], j:j + values.shape[1], i:i + values.shape[2]] = values
-    return image_from_array(full)
+    return image
 
 
 def array_kji_image(image: vtk.vtkImageData) -> np.ndarray:
     """Voxel array (KJI) of a bare ``vtkImageData`` (copy)."""
-    shape = tuple(reversed(image.GetDimensions()))
-    return np.array(vtk.util.numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape))
+    return np.array(_image_array(image))

@@ -272,8 +272,10 @@ def test_label_values_become_segments_exactly(harness, volumes):
     assert set(arrays) == {"Edema", "TumorCore"} and np.array_equal(arrays["TumorCore"], labels == 1)
 
 
-def test_the_component_rule_is_the_engines():
-    """Segments at the engine's thresholds lose exactly the components the engine's mask loses."""
+@pytest.mark.parametrize("pad", [0, 9])
+def test_the_component_rule_is_the_engines(pad):
+    """Segments at the engine's thresholds lose exactly the components the engine's mask loses; with ``pad`` the
+    blobs lie inside a larger, otherwise empty volume (the module works on their box only)."""
     from DiffSegExtension.components import drop_unlikely_components
 
     rng = np.random.default_rng(3)
@@ -286,6 +288,9 @@ def test_the_component_rule_is_the_engines():
     p_tc = (p_wt * (rng.random(p_wt.shape) < 0.7)).astype(np.float32)
     keep = np.zeros(p_wt.shape, bool)
     keep[tuple(np.argwhere(p_wt >= 0.5)[0])] = True
+    p_wt, p_tc, keep = (np.pad(a, ((pad, 2 * pad), (pad, 0), (3 * pad, pad))) for a in (p_wt, p_tc, keep))
+    empty = regions.label_map_at({"wt": np.zeros_like(p_wt), "tc": np.zeros_like(p_tc)}, {"wt": 0.5, "tc": 0.5}, 0.7)
+    assert empty.shape == p_wt.shape and not empty.any()
     removed = []
     for min_mean in (0.0, 0.6, 0.7, 0.8):
         masks = np.stack([p_wt >= 0.5, p_tc >= 0.5]).astype(np.uint8)
