@@ -16,8 +16,9 @@ pinned, nothing re-sampled) follows it too, so the share of the re-sampling is v
 ``--compare-model`` runs the diffusion protocol once more with a second model (e.g. the unguided model a
 guided one was fine-tuned from: inpainting only, no hint planes), from its own automatic run. Reported per
 case: Dice per region after 0 … n clicks, seconds per interaction (load previous + refine + write, in
-process; model already loaded), and the mean uncertainty (member variance) inside each corrected error
-component before and after the click.
+process, as the Slicer module's waiting engine runs it: the model, the case's preparation and the last
+result's maps kept in memory, :mod:`DiffSegExtension.session`; outputs cropped, ``--crop-outputs``), and the
+mean uncertainty (member variance) inside each corrected error component before and after the click.
 Writes ``robot_user.json``, ``robot_user.md`` and ``robot_user.png`` into ``--out``.
 """
 
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from DiffSegExtension import session  # noqa: E402
 from DiffSegExtension.allocator import keep_freed_memory  # noqa: E402
 from DiffSegExtension.components import masks_from_probability  # noqa: E402
 from DiffSegExtension.data.loading import Case, load_case  # noqa: E402
@@ -99,7 +101,7 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
     card = {"name": model.name, "folder": str(model.folder), "modalities": list(model.modalities)}
     seg = segment_case(model, case, options)
     folder = work / "click0"
-    write_outputs(seg, case, folder, card, overwrite=True)
+    write_outputs(seg, case, folder, card, overwrite=True, crop=True)
     first, first_masks = {kind: getattr(seg, kind).copy() for kind in MAP_KINDS}, seg.mask.copy()
     masks = seg.mask
     record = {"dice": {r: [v] for r, v in region_dice(masks, truth, regions).items()}, "clicks": [],
@@ -115,7 +117,7 @@ def run_diffusion(model: LoadedModel, case: Case, truth: np.ndarray, options: Se
         result = refine_case(model, case, previous, new, options, margin=margin)
         folder = work / f"click{n}"
         write_outputs(result.seg, case, folder, card, overwrite=True, extra_summary=result.summary(new),
-                      write_extra=lambda tmp: write_guidance(tmp, result.guidance, case))
+                      write_extra=lambda tmp: write_guidance(tmp, result.guidance, case), crop=True)
         seconds = time.perf_counter() - started
         masks = result.seg.mask
         after = float(result.seg.uncertainty[0][click.component].mean())
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.sphere_radius = args.sphere_radius or args.radius
     keep_freed_memory()  # as the diffseg command line does: the interaction times are the product's
+    session.enable()  # as the Slicer module's engine, which stays between runs
 
     model = load_model(args.model)
     compare = load_model(args.compare_model) if args.compare_model else None
