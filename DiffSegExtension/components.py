@@ -33,19 +33,18 @@ def drop_unlikely_components(mask: np.ndarray, wt_probability: np.ndarray, min_m
     :param keep: (*shape) bool voxels whose components stay whatever their mean (the clinician's "tumour here").
     :return: the number of components removed.
     """
-    if min_mean <= 0:
+    box = ndimage.find_objects(mask[0])  # the whole tumour's bounding box: labelling the volume costs more
+    if min_mean <= 0 or not box:
         return 0
-    labels, count = ndimage.label(mask[0])  # face connectivity
-    if count == 0:
-        return 0
+    labels, count = ndimage.label(mask[0][box[0]])  # face connectivity
     inside = labels > 0
     ids = labels[inside]  # the tumour voxels only: a few percent of a volume
-    means = np.bincount(ids, weights=wt_probability[inside], minlength=count + 1) / np.maximum(
+    means = np.bincount(ids, weights=wt_probability[box[0]][inside], minlength=count + 1) / np.maximum(
         np.bincount(ids, minlength=count + 1), 1)
     drop = means < min_mean
     drop[0] = False  # background
     if keep is not None:
-        drop[np.unique(labels[keep])] = False
+        drop[np.unique(labels[keep[box[0]]])] = False
     if drop.any():
-        mask[:, drop[labels]] = 0
+        mask[(slice(None), *box[0])][:, drop[labels]] = 0  # a view: the masks change in place
     return int(drop.sum())
