@@ -83,11 +83,12 @@ class Guidance:
         """
         known = np.zeros((len(regions), *shape), dtype=np.int8)
         for point in self.points:
-            ball = point_ball(point, affine, shape)
+            box, ball = ball_in_box(point, affine, shape)
+            around = known[(slice(None), *box)]  # a view: the ball's box
             if point.kind == "include":
-                known[:_index(point.region, regions) + 1, ball] = 1
+                around[:_index(point.region, regions) + 1, ball] = 1
             else:
-                known[:, ball] = -1
+                around[:, ball] = -1
         for region in (r for r in regions if r in self.strokes):
             r = regions.index(region)
             known[:r + 1, self.strokes[region] == STROKE_INSIDE] = 1
@@ -130,6 +131,14 @@ def distances_around(ras: tuple[float, float, float], affine: np.ndarray, shape:
 def point_ball(point: Point, affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Bool (*shape): voxels whose centre lies within ``point.radius_mm`` of the point (at least the voxel
     holding it). A point outside the volume raises."""
+    box, inside = ball_in_box(point, affine, shape)
+    ball = np.zeros(shape, dtype=bool)
+    ball[box] = inside
+    return ball
+
+
+def ball_in_box(point: Point, affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[tuple[slice, ...], np.ndarray]:
+    """:func:`point_ball` as (box, the ball's voxels in the box): the box a few voxels across, not a volume."""
     centre = voxel_of(point.ras, affine)
     if np.any(centre < -0.5) or np.any(centre > np.asarray(shape) - 0.5):
         where = ", ".join(f"{v:.1f}" for v in point.ras)
@@ -137,7 +146,6 @@ def point_ball(point: Point, affine: np.ndarray, shape: tuple[int, int, int]) ->
                                 f"{', '.join(f'{v:.1f}' for v in centre)} of a {'×'.join(map(str, shape))} grid): "
                                 "place the point inside the image")
     box, nearest, distance = distances_around(point.ras, affine, shape, point.radius_mm)
-    ball = np.zeros(shape, dtype=bool)
-    ball[box] = distance <= point.radius_mm
-    ball[nearest] = True
-    return ball
+    inside = distance <= point.radius_mm
+    inside[tuple(n - b.start for n, b in zip(nearest, box))] = True
+    return box, inside
