@@ -4,7 +4,8 @@ Known voxels enter every sampler step inpainting-style (see
 :func:`~DiffSegExtension.diffusion.sampling.sample_masks`), so any model works unchanged; a model trained
 with hint planes (``NetworkConfig.guidance``) also reads them as a condition of every step, so the rest of
 the mask can follow them. Only the source slices (along the superior–inferior axis) that the new guidance
-touches, ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a window
+touches (a point: those where its ball's cross-section holds at least ``MIN_SECTION`` of its largest; the thin
+caps beyond are pinned, not re-sampled), ± ``margin`` slices, are re-sampled, with all accumulated guidance, and on them only a window
 around the previous result's tumour and the guidance (as the adaptive ensemble's windows: + 16 px, never
 smaller than the training crop); every other slice keeps the previous maps. Each point's evidence then
 reaches beyond its slices (:mod:`~DiffSegExtension.refinement.click_evidence`): the new points' on every
@@ -37,7 +38,7 @@ from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, de
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
 from DiffSegExtension.refinement.click_evidence import apply_click_evidence
-from DiffSegExtension.refinement.guidance import Guidance
+from DiffSegExtension.refinement.guidance import Guidance, ball_in_box
 from DiffSegExtension.refinement.previous import PreviousResult
 from DiffSegExtension.regions import label_map_from_regions
 
@@ -45,6 +46,10 @@ from DiffSegExtension.regions import label_map_from_regions
 #: without known voxels comes out as before when it is sampled the same way (settings and window): a
 #: margin mostly costs time (a point reaches other slices through its 3D ball).
 DEFAULT_MARGIN = 0
+#: A point re-samples the slices where its ball's cross-section holds at least this fraction of the voxels of its
+#: largest (a disc of at least half the ball's radius). A 3 mm ball on 1 mm slices: 5 slices, not 7; the two caps
+#: beyond hold a voxel each, which is pinned like the rest of the ball.
+MIN_SECTION = 0.25
 
 
 @dataclass
@@ -84,7 +89,7 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     axis = CanonicalFrame(case.affine, case.shape, model.config.preprocess.orientation).slice_axis
     prepared = session.prepared_volume(case, model.modalities, model.config.preprocess, net.size_multiple,
                                        regions=regions, optional=net.optional_modalities,
-                                       keep=_touched(new.known(case.affine, case.shape, regions), axis, margin))
+                                       keep=_touched(new, case, axis, margin))
     device = resolve_device(options.device)
     count, _, height, width = prepared.images.shape
     known_rows = known_slices(prepared, known)
@@ -135,10 +140,19 @@ def _window(prepared: PreparedVolume, previous: PreviousResult, known: torch.Ten
     return tumour_window(around, AdaptiveSettings(min_window=smallest), multiple)
 
 
-def _touched(new_known: np.ndarray, axis: int, margin: int) -> list[int]:
-    """Source slices (along voxel ``axis``) within ``margin`` of one where ``new_known`` (R, *shape) is set."""
-    touched = np.flatnonzero(new_known.any(axis=tuple(a for a in range(new_known.ndim) if a != axis + 1)))
-    if not len(touched):
+def _touched(new: Guidance, case: Case, axis: int, margin: int) -> list[int]:
+    """Source slices (along voxel ``axis``) to re-sample for the ``new`` guidance: each point's slices where its
+    ball's cross-section holds at least :data:`MIN_SECTION` of its largest, every slice a stroke paints, and
+    ``margin`` slices on each side."""
+    others = tuple(a for a in range(3) if a != axis)
+    touched = set()
+    for point in new.points:
+        box, ball = ball_in_box(point, case.affine, case.shape)
+        section = ball.sum(axis=others)
+        touched |= {box[axis].start + int(i) for i in np.flatnonzero(section >= MIN_SECTION * section.max())}
+    for paint in new.strokes.values():
+        touched |= {int(i) for i in np.flatnonzero((paint > 0).any(axis=others))}
+    if not touched:
         raise DiffSegInputError("the guidance lies outside the image: place points and strokes inside the volume")
     return sorted({s for t in touched for s in range(t - margin, t + margin + 1)})
 

@@ -432,3 +432,23 @@ def test_cropped_outputs_hold_the_same_voxels_and_refine_from_them_as_from_whole
                   extra=["--crop-outputs"]) == 0
     for name in MAPS:
         assert np.array_equal(_on_full_grid(again, name, reference.shape, reference.affine)[0], load(out, name)), name
+
+
+def test_a_point_resamples_the_slices_its_ball_really_crosses_and_every_painted_slice():
+    """On 1 mm slices a 3 mm ball holds one voxel on each of its outermost slices: pinned, not re-sampled (the
+    5 slices with a disc of at least half its radius are); on 2 mm slices all 3 slices it touches are."""
+    from types import SimpleNamespace
+
+    from DiffSegExtension.refinement.refine import _touched
+
+    fine = SimpleNamespace(affine=np.diag([1.0, 1.0, 1.0, 1.0]), shape=(40, 40, 40))
+    coarse = SimpleNamespace(affine=np.diag([1.0, 1.0, 2.0, 1.0]), shape=(40, 40, 40))
+    point = Point("include", (20.0, 20.0, 20.0))
+    ball = point_ball(point, fine.affine, fine.shape)
+    assert slices_along(ball, 2) == set(range(17, 24)) and ball[:, :, 17].sum() == 1
+    assert _touched(Guidance([point]), fine, 2, 0) == [18, 19, 20, 21, 22]
+    assert _touched(Guidance([point]), fine, 2, 1) == list(range(17, 24))
+    assert _touched(Guidance([Point("include", (20.0, 20.0, 20.0))]), coarse, 2, 0) == [9, 10, 11]
+    paint = np.zeros(fine.shape, np.uint8)
+    paint[5, 5, [3, 30]] = 2  # a single voxel is a painted slice too
+    assert _touched(Guidance([point], {"wt": paint}), fine, 2, 0) == [3, 18, 19, 20, 21, 22, 30]
