@@ -129,7 +129,8 @@ def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: d
         # The overview first: drawn while the other thread compresses the maps.
         jobs = [partial(render_overview, tmp / files["overview"], seg,
                         title=f"{case.name} — {model_summary.get('name', '')}")] if overview else []
-        jobs += [partial(nib.save, like_reference(data, case, dtype, box), tmp / files[name]) for data, dtype, name in volumes]
+        jobs += [partial(nib.save, like_reference(data, case, dtype, box), tmp / files[name])
+                 for data, dtype, name in volumes]
         map_files(lambda job: job(), jobs)
         if write_extra is not None:
             files.update(write_extra(tmp))
