@@ -84,33 +84,22 @@ class PreparedVolume:
         if maps.ndim not in (3, 4) or (maps.shape[0], *maps.shape[-2:]) != expected:
             raise DiffSegInputError(f"maps of shape {tuple(maps.shape)} do not match the prepared slices "
                                     f"{expected}: give one (H, W) map per prepared slice")
-        if fill == 0.0:  # zeros from calloc: only the slices written are ever touched
-            volumes = np.zeros((1 if maps.ndim == 3 else maps.shape[1], *self.frame.shape), dtype=np.float32)
-            self.restore_slab(volumes, maps[:, None] if maps.ndim == 3 else maps)
-            return volumes[0] if maps.ndim == 3 else volumes
-        if maps.ndim == 3:
-            return self._restore_map(maps, fill)
-        volumes = np.empty((maps.shape[1], *self.frame.shape), dtype=np.float32)
-        for c in range(maps.shape[1]):
-            volumes[c] = self._restore_map(maps[:, c], fill)
-        return volumes
+        shape = (1 if maps.ndim == 3 else maps.shape[1], *self.frame.shape)
+        # With fill 0 (every map the engine writes), zeros from calloc: only the slices written are ever touched.
+        volumes = np.zeros(shape, dtype=np.float32) if fill == 0.0 else np.full(shape, fill, dtype=np.float32)
+        self.restore_slab(volumes, maps[:, None] if maps.ndim == 3 else maps, fill)
+        return volumes[0] if maps.ndim == 3 else volumes
 
-    def restore_slab(self, volumes: np.ndarray, maps: torch.Tensor) -> None:
+    def restore_slab(self, volumes: np.ndarray, maps: torch.Tensor, fill: float = 0.0) -> None:
         """Write :meth:`restore` of per-slice maps (S, C, H, W) into ``volumes`` (C, *source shape), on this
-        volume's source slices only (every other voxel is left as it is): a few re-sampled slices without
-        building whole volumes."""
+        volume's source slices only (their pixels outside the box get ``fill``; every other voxel is left as it
+        is): a few re-sampled slices without building whole volumes."""
         order = np.argsort(self._canonical_slices)
         index = [slice(None)] * 3
         index[self.frame.slice_axis] = _as_slice(sorted(self.source_slices))
         for c in range(maps.shape[1]):
-            canvas = self._restore_canvas(maps[:, c].detach().to(device="cpu", dtype=torch.float32), 0.0)
+            canvas = self._restore_canvas(maps[:, c].detach().to(device="cpu", dtype=torch.float32), fill)
             volumes[c][tuple(index)] = self.frame.slab_from_canonical(canvas.permute(1, 2, 0).numpy()[:, :, order])
-
-    def _restore_map(self, maps: torch.Tensor, fill: float) -> np.ndarray:
-        """:meth:`restore` of one (S, H, W) float32 map."""
-        volume = np.full(self.frame.canonical_shape, fill, dtype=np.float32)
-        volume[:, :, self._canonical_slices] = self._restore_canvas(maps, fill).permute(1, 2, 0).numpy()
-        return self.frame.from_canonical(volume)
 
     def _restore_canvas(self, maps: torch.Tensor, fill: float) -> torch.Tensor:
         """One (S, H, W) float32 map → (S, n0, n1): each slice at the canonical in-plane size, ``fill`` outside the box."""
