@@ -54,6 +54,14 @@ def same_grid(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, rtol=0.0, atol=atol_mm)
 
 
+def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The affine of the sub-grid ``box`` (slices of the voxel axes) of the grid ``affine``: the inverse of
+    :func:`sub_grid_box`."""
+    moved = np.array(affine, dtype=np.float64)
+    moved[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box], dtype=np.float64) + affine[:3, 3]
+    return moved
+
+
 def sub_grid_box(shape: tuple[int, ...], affine: np.ndarray, ref_shape: tuple[int, ...], ref_affine: np.ndarray,
                  atol_mm: float = 1e-3) -> tuple[slice, ...] | None:
     """The reference voxels a grid covers when it is a box of the reference grid (same axes and spacing, shifted

@@ -9,10 +9,12 @@ from typing import Callable
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from DiffSegExtension import __version__, session
 from DiffSegExtension.atomic import atomic_directory
 from DiffSegExtension.data.loading import Case
+from DiffSegExtension.data.resample import box_affine
 from DiffSegExtension.errors import DiffSegInputError
 from DiffSegExtension.inference.overview import render_overview
 from DiffSegExtension.inference.segment import MAP_KINDS, Segmentation
@@ -80,22 +82,12 @@ def like_reference(data: np.ndarray, case: Case, dtype, box: tuple[slice, ...] |
     return image
 
 
-def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-    """The affine of the sub-grid ``box`` (slices of the voxel axes) of the grid ``affine``."""
-    moved = np.array(affine, dtype=np.float64)
-    moved[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box], dtype=np.float64) + affine[:3, 3]
-    return moved
-
-
 def content_box(seg: Segmentation) -> tuple[slice, slice, slice]:
     """The smallest box of the input grid holding every non-zero voxel of ``seg``'s outputs (a non-zero label,
     uncertainty, entropy or QU-BraTS value needs probability > 0); the first voxel alone when there is none."""
     nonzero = (seg.probability > 0).any(axis=0) | (seg.label_map > 0)
-    box = []
-    for axis in range(3):
-        hit = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 1))
-    return tuple(box)
+    boxes = ndimage.find_objects(nonzero.astype(np.uint8))
+    return boxes[0] if boxes else (slice(0, 1),) * 3
 
 
 def write_outputs(seg: Segmentation, case: Case, out_dir: Path, model_summary: dict, overwrite: bool = False,

@@ -140,13 +140,8 @@ def label_map_at(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[st
 def _positive_box(arrays) -> tuple[slice, ...] | None:
     """The smallest box (slices per axis) holding every voxel above 0 of any of ``arrays`` (same shape), or None."""
     positive = np.logical_or.reduce([np.asarray(a) > 0 for a in arrays])
-    box = []
-    for axis in range(positive.ndim):
-        hit = np.flatnonzero(positive.any(axis=tuple(a for a in range(positive.ndim) if a != axis)))
-        if not len(hit):
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
+    boxes = ndimage.find_objects(positive.astype(np.uint8))
+    return boxes[0] if boxes else None
 
 
 def suffix(region: str) -> str:

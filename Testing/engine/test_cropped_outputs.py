@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from DiffSegExtension.data.resample import sub_grid_box
-from DiffSegExtension.inference.outputs import box_affine, content_box
+from DiffSegExtension.data.resample import box_affine, sub_grid_box
+from DiffSegExtension.inference.outputs import content_box
 
 SHAPE = (20, 24, 16)
 
