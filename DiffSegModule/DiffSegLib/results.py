@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import vtk
@@ -224,10 +225,14 @@ def _place_like(scene, node, reference) -> None:
         hierarchy.CreateItem(parent, node)
 
 
-def _set_volume(scene, node, name: str, image: vtk.vtkImageData, reference, role: str, key: str):
+def _set_volume(scene, node, name: str, image: vtk.vtkImageData, reference, role: str, key: str,
+                style: Callable[[object], None]):
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
         node.CreateDefaultDisplayNodes()
+    # Styled before the image arrives: a new display node's automatic window/level would otherwise compute a
+    # histogram of the whole volume first (0.1 s per BraTS volume), only to be replaced by the fixed range.
+    style(node)
     node.SetIJKToRASMatrix(geometry.vtk_matrix(geometry.ijk_to_ras(reference)))
     node.SetAndObserveImageData(image)
     node.SetAttribute(ROLE_ATTRIBUTE, role)
@@ -244,14 +249,12 @@ def _store_region(scene, segmentation, reference, key: str, results: EngineOutpu
     name = reference.GetName()
     probability_node = _set_volume(scene, probability_node, f"{name} DiffSeg probability{title}",
                                    results.probability[region].GetImageData(), reference,
-                                   output_key("probability", region), key)
+                                   output_key("probability", region), key, _style_probability)
     uncertainty_node = _set_volume(scene, uncertainty_node, f"{name} DiffSeg uncertainty{title}",
                                    results.uncertainty[region].GetImageData(), reference,
-                                   output_key("uncertainty", region), key)
+                                   output_key("uncertainty", region), key, partial(_style_uncertainty, scene))
     for node in (probability_node, uncertainty_node):
         node.SetAttribute(REGION_ATTRIBUTE, region)
-    _style_probability(probability_node)
-    _style_uncertainty(scene, uncertainty_node)
     return probability_node, uncertainty_node
 
 

@@ -64,6 +64,9 @@ def test_run_puts_named_segment_and_volumes_in_the_scene(harness, stub, volumes)
                           np.asarray(nib.load(str(kept / "probability.nii.gz")).dataobj))
     display = unc.GetDisplayNode()
     assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == results.UNCERTAINTY_RANGE
+    shown = probability.GetDisplayNode()
+    assert (shown.GetWindowLevelMin(), shown.GetWindowLevelMax()) == (0.0, 1.0)
+    assert not display.GetAutoWindowLevel() and not shown.GetAutoWindowLevel()  # fixed ranges, set before the images
     assert display.GetColorNode().GetName() in ("Inferno", "Viridis", results.FALLBACK_COLOR_NAME)
     assert harness.composite.GetForegroundVolumeID() == unc.GetID()
     assert harness.composite.GetForegroundOpacity() == pytest.approx(0.5)
