@@ -15,15 +15,15 @@ LOAD_FROM_FOLDER = "Load from folder..."
 RANKED_SLICES_SHOWN = 20
 # Measured with whole volumes on validation subjects: brats-flair gave whole-tumour Dice 0.904-0.910 at 5 to 50
 # steps x 5 members for every sampler (docs/brats-flair/results.md, section 3); brats-regions lost 0.05 enhancing-
-# tumour Dice and 0.02-0.06 uncertainty AUROC per region at 5 steps against 10; its distilled student with 6 members
-# matched its 10 steps x 5 members within 0.005 Dice and 0.01 AUROC per region (README, Models). Time grows
-# linearly with steps.
+# tumour Dice and 0.02-0.06 uncertainty AUROC per region at 5 steps against 10; its distilled one-pass student with 8
+# members matched or beat its 10 steps x 5 members in Dice and uncertainty AUROC per region (README, Models). Time
+# grows linearly with steps.
 SAMPLER_HINTS = {
     "dpmpp": "DPM-Solver++: 10 steps; the FLAIR model was as accurate at 5 (its default), the region model was not.",
     "ddim": "DDIM: deterministic given the seed; as accurate as DPM-Solver++ at 5-50 steps with the FLAIR model.",
     "ddpm": "DDPM: the paper's sampler (1000 steps there); at 5-50 steps as accurate as the others here, and as fast.",
-    "student": "Student (the region model's default): its distilled student gives each member the 10-step result in 2 "
-               "passes; with 6 members as accurate as DPM-Solver++ 10 steps x 5.",
+    "student": "Student (the region model's default): its distilled student gives each member the 10-step result in 1 "
+               "pass; with 8 members as accurate as DPM-Solver++ 10 steps x 5.",
 }
 NO_MODEL = "Choose a DiffSeg model (or load one from a folder)."
 NO_MODEL_INFO = "No DiffSeg model found: load one from a folder."
