@@ -191,7 +191,7 @@ def test_an_attached_student_segments_as_its_run_does_and_is_the_default_only_wh
 
 
 def test_the_bundled_student_reproduces_its_teacher_on_real_mri(shared_data):
-    """brats-regions' student (2 passes) against its teacher (DPM-Solver++ 10 steps), same members and noise, on
+    """brats-regions' student (its card's passes, one) against its teacher (DPM-Solver++ 10 steps), same members and noise, on
     the 6 most tumorous slices of a validation subject: their ensembles agree, and the calibration matters for the
     enhancing tumour (without it the student marks less of it)."""
     from DiffSegExtension.inference.segment import SegmentOptions, segment_case
@@ -206,9 +206,10 @@ def test_the_bundled_student_reproduces_its_teacher_on_real_mri(shared_data):
     tumour_per_slice = (case.label_map > 0).sum(axis=(0, 1))
     first = int(np.argmax(np.convolve(tumour_per_slice, np.ones(6), mode="valid")))
     common = dict(members=6, slice_range=(first, first + 6), device="cpu")
+    passes = model.card["student"]["steps"]
     teacher = segment_case(model, case, SegmentOptions(sampler="dpmpp", steps=10, **common))
-    student = segment_case(model, case, SegmentOptions(sampler="student", steps=2, **common))
-    uncalibrated = segment_case(model, case, SegmentOptions(sampler="student", steps=2,
+    student = segment_case(model, case, SegmentOptions(sampler="student", steps=passes, **common))
+    uncalibrated = segment_case(model, case, SegmentOptions(sampler="student", steps=passes,
                                                             sampler_options={"thresholds": [0.0, 0.0, 0.0]}, **common))
     assert axis == student.prepared.frame.slice_axis
     agreement = {r: dice(student.mask[i].astype(bool), teacher.mask[i].astype(bool)) for i, r in enumerate(model.regions)}
