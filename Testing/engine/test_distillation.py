@@ -191,9 +191,9 @@ def test_an_attached_student_segments_as_its_run_does_and_is_the_default_only_wh
 
 
 def test_the_bundled_student_reproduces_its_teacher_on_real_mri(shared_data):
-    """brats-regions' student (its card's passes, one) against its teacher (DPM-Solver++ 10 steps), same members and noise, on
-    the 6 most tumorous slices of a validation subject: their ensembles agree, and the calibration matters for the
-    enhancing tumour (without it the student marks less of it)."""
+    """brats-regions' student (at its card's passes: one) against its teacher (DPM-Solver++ 10 steps), same members
+    and noise, on the 6 most tumorous slices of a validation subject: their ensembles agree, and the calibration
+    matters for the enhancing tumour (without it the student marks less of it)."""
     from DiffSegExtension.inference.segment import SegmentOptions, segment_case
     from DiffSegExtension.evaluation.metrics import dice
 
