@@ -7,7 +7,7 @@
 For each case with a label: the automatic run (``segment``), then up to ``--clicks`` clicks, each at the
 centre of the largest 3D error component of the current whole-tumour mask (6-connected; include for a
 missed part, exclude for a false one; centre = the component voxel farthest from its border in mm, by
-``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance conditions every sampler
+``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance imposed at every sampler
 step; only the touched slices are re-sampled; beyond them each click re-weights the ensemble out to
 ``--reach`` mm). The comparison without the diffusion condition follows the same protocol on its own mask,
 painting a sphere of ``--sphere-radius`` mm at each click (include: into the whole tumour; exclude: out of

@@ -14,7 +14,7 @@ COLOURS = {"diffusion": "tab:blue", "sphere": "tab:orange", "evidence": "tab:pur
 
 def methods(protocol: dict) -> dict[str, str]:
     """The compared methods of a run, key → label."""
-    labels = {"diffusion": f"refine with '{protocol['model']}' (guidance conditions the diffusion)",
+    labels = {"diffusion": f"refine with '{protocol['model']}' (guidance imposed, plus evidence)",
               "sphere": "sphere painted, no diffusion"}
     if protocol.get("reach_mm"):
         labels["evidence"] = "click evidence alone, nothing re-sampled"
