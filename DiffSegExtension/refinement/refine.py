@@ -3,7 +3,8 @@
 Known voxels enter every sampler step inpainting-style (see
 :func:`~DiffSegExtension.diffusion.sampling.sample_masks`), so any model works unchanged; a model trained
 with hint planes (``NetworkConfig.guidance``) also reads them as a condition of every step, so the rest of
-the mask can follow them. Only the source slices (along the superior–inferior axis) that the new guidance
+the mask can follow them. (A one-pass student's single pass, at t = 999, sees the noised known voxels as
+almost pure noise: there the guidance is pinned, and the points' evidence moves the rest.) Only the source slices (along the superior–inferior axis) that the new guidance
 touches (a point: those where its ball's cross-section holds at least ``MIN_SECTION`` of its largest; the
 thin caps beyond are pinned, not re-sampled), ± ``margin`` slices, are re-sampled, with all accumulated
 guidance, and on them only a window around the previous result's tumour and the guidance (as the adaptive

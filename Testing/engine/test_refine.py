@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -20,7 +21,7 @@ from DiffSegExtension.inference.segment import SegmentOptions
 from DiffSegExtension.model_card import load_model
 from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball
 from DiffSegExtension.refinement.previous import load_previous
-from DiffSegExtension.refinement.refine import known_slices, refine_case
+from DiffSegExtension.refinement.refine import _touched, known_slices, refine_case
 
 SAMPLING = ["--members", "3", "--steps", "2", "--progress", "none"]
 MAPS = ("segmentation", "probability", "uncertainty", "entropy")
@@ -437,10 +438,6 @@ def test_cropped_outputs_hold_the_same_voxels_and_refine_from_them_as_from_whole
 def test_a_point_resamples_the_slices_its_ball_really_crosses_and_every_painted_slice():
     """On 1 mm slices a 3 mm ball holds one voxel on each of its outermost slices: pinned, not re-sampled (the
     5 slices with a disc of at least half its radius are); on 2 mm slices all 3 slices it touches are."""
-    from types import SimpleNamespace
-
-    from DiffSegExtension.refinement.refine import _touched
-
     fine = SimpleNamespace(affine=np.diag([1.0, 1.0, 1.0, 1.0]), shape=(40, 40, 40))
     coarse = SimpleNamespace(affine=np.diag([1.0, 1.0, 2.0, 1.0]), shape=(40, 40, 40))
     point = Point("include", (20.0, 20.0, 20.0))
