@@ -9,7 +9,7 @@ touches (a point: those where its ball's cross-section holds at least ``MIN_SECT
 thin caps beyond are pinned, not re-sampled), ± ``margin`` slices, are re-sampled, with all accumulated
 guidance, and on them only a window around the previous result's tumour and the guidance (as the adaptive
 ensemble's windows: + 16 px, never smaller than the training crop); every other slice keeps the previous
-maps. Each point's evidence then reaches beyond its slices
+maps. Each point's evidence then reaches beyond its slices, into tissue that looks like its own
 (:mod:`~DiffSegExtension.refinement.click_evidence`): the new points' on every slice, the earlier points'
 again on the re-sampled slices, whose maps are fresh. On the input grid the
 known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the masks and label map are
@@ -39,7 +39,7 @@ from DiffSegExtension.inference.segment import (Segmentation, SegmentOptions, de
                                                 inference_network, min_window, resolve_device, slice_maps)
 from DiffSegExtension.model_card import LoadedModel
 from DiffSegExtension.network import condition_input
-from DiffSegExtension.refinement.click_evidence import apply_click_evidence
+from DiffSegExtension.refinement.click_evidence import TissueLikeness, apply_click_evidence
 from DiffSegExtension.refinement.guidance import Guidance, ball_in_box
 from DiffSegExtension.refinement.previous import PreviousResult
 from DiffSegExtension.regions import label_map_from_regions
@@ -118,9 +118,10 @@ def refine_case(model: LoadedModel, case: Case, previous: PreviousResult, new: G
     maps = previous.maps
     for kind, fresh in slice_maps(prepared, members)[1].items():
         prepared.restore_slab(maps[kind], fresh)  # the re-sampled slices replaced, in place
+    likeness = TissueLikeness(case.images)
     apply_click_evidence(maps, previous.guidance.points, case.affine, regions, options.members,
-                         within=_slab(case.shape, prepared))
-    apply_click_evidence(maps, new.points, case.affine, regions, options.members)
+                         within=_slab(case.shape, prepared), likeness=likeness)
+    apply_click_evidence(maps, new.points, case.affine, regions, options.members, likeness=likeness)
     pin_known(maps, known)
     mask = masks_from_probability(maps["probability"], options.min_component_probability, keep=known[0] > 0)
     seg = Segmentation(regions=regions, mask=mask, label_map=label_map_from_regions(mask, regions), members=members,

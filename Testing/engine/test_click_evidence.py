@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from DiffSegExtension.data.phantom import make_phantom
-from DiffSegExtension.refinement.click_evidence import TARGET, apply_click_evidence, click_strength
+from DiffSegExtension.refinement.click_evidence import TARGET, TissueLikeness, apply_click_evidence, click_strength
 from DiffSegExtension.refinement.guidance import Point
 
 REGIONS = ("wt", "tc", "et")
@@ -84,3 +84,37 @@ def test_a_point_without_reach_changes_nothing(affine):
     before = {k: v.copy() for k, v in maps.items()}
     apply_click_evidence(maps, [Point("include", ras(affine, (15, 15, 8)))], affine, REGIONS, members=5)
     assert all(np.array_equal(before[k], maps[k]) for k in maps)
+
+
+def two_tissues(shape=(30, 30, 16), background=0.0):
+    """A brain (background border 2 voxels wide) of two tissues split at j = 15: 100 below, 300 from there on,
+    in two sequences (the second one z-scored-like: negative background, other values)."""
+    first = np.full(shape, background, np.float32)
+    first[2:-2, 2:-2, 2:-2] = 100.0
+    first[2:-2, 15:-2, 2:-2] = 300.0
+    second = np.where(first == background, -4.0, (first - 200.0) / 100.0).astype(np.float32)
+    return {"flair": first, "t2": second}
+
+
+def test_with_the_images_a_click_speaks_for_tissue_like_its_own_only(affine):
+    maps, by_distance = uniform_maps(), uniform_maps()
+    likeness = TissueLikeness(two_tissues())
+    point = Point("include", ras(affine, (15, 12, 8)), "wt", reach_mm=10.0)  # its 3 mm ball all in tissue 100
+    apply_click_evidence(maps, [point], affine, REGIONS, members=5, likeness=likeness)
+    apply_click_evidence(by_distance, [point], affine, REGIONS, members=5)
+    wt, plain = maps["probability"][0], by_distance["probability"][0]
+    same, other = (15, 9, 8), (15, 15, 8)  # 3 voxels from the click on its side, 3 voxels across the border
+    assert distance_mm(affine, (15, 12, 8), same) == pytest.approx(distance_mm(affine, (15, 12, 8), other))
+    assert wt[same] == pytest.approx(plain[same], abs=1e-6) and wt[same] > 0.5, "the click's own tissue as by distance"
+    assert wt[other] == pytest.approx(0.4, abs=1e-3) and plain[other] > 0.5, "the other tissue keeps its odds"
+
+
+def test_likeness_is_one_on_the_clicked_tissue_and_ignores_the_storage_convention(affine):
+    raw = TissueLikeness(two_tissues())
+    shifted = TissueLikeness({k: v * 3.0 - 7.0 for k, v in two_tissues().items()})
+    point = Point("include", ras(affine, (15, 8, 8)), "wt")
+    box = (slice(10, 20), slice(5, 20), slice(6, 10))
+    for likeness in (raw, shifted):
+        near = likeness.around(point, affine, box)
+        assert near[:, :5].min() == pytest.approx(1.0) and near[:, 10:].max() < 1e-3
+    assert np.allclose(raw.around(point, affine, box), shifted.around(point, affine, box), atol=1e-6)
