@@ -9,10 +9,11 @@ centre of the largest 3D error component of the current whole-tumour mask (6-con
 missed part, exclude for a false one; centre = the component voxel farthest from its border in mm, by
 ``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance imposed at every sampler
 step; only the touched slices are re-sampled; beyond them each click re-weights the ensemble out to
-``--reach`` mm). The comparison without the diffusion condition follows the same protocol on its own mask,
+``--reach`` mm, into tissue that looks like the clicked one). The comparison without the diffusion condition follows the same protocol on its own mask,
 painting a sphere of ``--sphere-radius`` mm at each click (include: into the whole tumour; exclude: out of
 every region). With a reach, the clicks' evidence alone (the automatic ensemble re-weighted and the ball
-pinned, nothing re-sampled) follows it too, so the share of the re-sampling is visible.
+pinned, nothing re-sampled) follows it too, so the share of the re-sampling is visible, and once more with
+the evidence falling with distance alone (no tissue likeness), so the likeness's share is visible too.
 ``--compare-model`` runs the diffusion protocol once more with a second model (e.g. the unguided model a
 guided one was fine-tuned from: inpainting only, no hint planes), from its own automatic run. Reported per
 case: Dice per region after 0 … n clicks, seconds per interaction (load previous + refine + write, in
@@ -47,7 +48,7 @@ from DiffSegExtension.evaluation.metrics import dice, spacing_from_affine  # noq
 from DiffSegExtension.inference.outputs import MAP_KINDS, write_outputs  # noqa: E402
 from DiffSegExtension.inference.segment import SegmentOptions, segment_case  # noqa: E402
 from DiffSegExtension.model_card import LoadedModel, load_model  # noqa: E402
-from DiffSegExtension.refinement.click_evidence import DEFAULT_REACH_MM, apply_click_evidence  # noqa: E402
+from DiffSegExtension.refinement.click_evidence import DEFAULT_REACH_MM, TissueLikeness, apply_click_evidence  # noqa: E402
 from DiffSegExtension.refinement.guidance import Guidance, Point, point_ball  # noqa: E402
 from DiffSegExtension.refinement.previous import load_previous  # noqa: E402
 from DiffSegExtension.refinement.record import write_guidance  # noqa: E402
@@ -145,16 +146,19 @@ def replay_clicks(masks: np.ndarray, case: Case, truth: np.ndarray, regions: tup
 
 
 def run_evidence(first: dict[str, np.ndarray], first_masks: np.ndarray, case: Case, truth: np.ndarray,
-                 regions: tuple[str, ...], clicks: int, radius: float, reach: float, options: SegmentOptions) -> dict:
+                 regions: tuple[str, ...], clicks: int, radius: float, reach: float, options: SegmentOptions,
+                 follow_tissue: bool = True) -> dict:
     """The same protocol with the clicks' evidence alone: the automatic maps re-weighted by each click and its
     ball pinned, as refine does off the re-sampled slices, without sampling anything; the masks follow as
-    refine derives them (the component rule keeping what an include point marks)."""
+    refine derives them (the component rule keeping what an include point marks). Without ``follow_tissue`` the
+    evidence falls with distance alone (no :class:`TissueLikeness`), as before the likeness."""
     maps = {kind: values.copy() for kind, values in first.items()}
     marked = np.zeros(case.shape, dtype=bool)
+    likeness = TissueLikeness(case.images) if follow_tissue else None
 
     def correct(click: Click) -> np.ndarray:
         point = Point(click.kind, click.ras, "wt", radius, reach)
-        apply_click_evidence(maps, [point], case.affine, regions, options.members)
+        apply_click_evidence(maps, [point], case.affine, regions, options.members, likeness=likeness)
         known = Guidance([point]).known(case.affine, case.shape, regions)
         pin_known(maps, known)
         marked[known[0] > 0] = True
@@ -245,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.reach > 0:
             results[case.name]["evidence"] = run_evidence(first, first_masks, case, truth, regions, args.clicks,
                                                           args.radius, args.reach, options)
+            results[case.name]["distance"] = run_evidence(first, first_masks, case, truth, regions, args.clicks,
+                                                          args.radius, args.reach, options, follow_tissue=False)
         if compare is not None:
             results[case.name]["compare"] = run_diffusion(compare, case, truth, options, args.clicks, args.radius,
                                                           args.reach, args.margin,

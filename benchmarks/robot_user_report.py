@@ -9,18 +9,21 @@ from typing import Callable
 
 import numpy as np
 
-COLOURS = {"diffusion": "tab:blue", "sphere": "tab:orange", "evidence": "tab:purple", "compare": "tab:green"}
+COLOURS = {"diffusion": "tab:blue", "sphere": "tab:orange", "evidence": "tab:purple", "distance": "tab:gray",
+           "compare": "tab:green"}
 
 
-def methods(protocol: dict) -> dict[str, str]:
-    """The compared methods of a run, key → label."""
+def methods(protocol: dict, results: dict) -> dict[str, str]:
+    """The compared methods of a run, key → label (those its ``results`` hold: older runs lack some)."""
     labels = {"diffusion": f"refine with '{protocol['model']}' (guidance imposed, plus evidence)",
               "sphere": "sphere painted, no diffusion"}
     if protocol.get("reach_mm"):
         labels["evidence"] = "click evidence alone, nothing re-sampled"
+        labels["distance"] = "click evidence by distance alone (no tissue likeness), nothing re-sampled"
     if protocol.get("compare_model"):
         labels["compare"] = f"refine with '{protocol['compare_model']}'"
-    return labels
+    held = set().union(*(case.keys() for case in results.values())) if results else set(labels)
+    return {key: label for key, label in labels.items() if key in held}
 
 
 def mean_curves(results: dict) -> dict:
@@ -78,7 +81,7 @@ def markdown(protocol: dict, results: dict, curves: dict, stats: dict, goals: li
     clicks = protocol["clicks"]
     options = protocol["options"]
     head = "| case | method | " + " | ".join(f"{n} click{'s' if n != 1 else ''}" for n in range(clicks + 1)) + " |"
-    labels = methods(protocol)
+    labels = methods(protocol, results)
     lines = [f"{heading}: model '{protocol['model']}', {len(results)} cases",
              "",
              "Protocol of interactive-segmentation benchmarks: after the automatic run, one click at a time at the "
@@ -116,7 +119,7 @@ def figure(path: Path, protocol: dict, results: dict, curves: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     x = list(range(protocol["clicks"] + 1))
-    for method, label in methods(protocol).items():
+    for method, label in methods(protocol, results).items():
         for case in results.values():
             ax.plot(x, case[method]["dice"]["wt"], color=COLOURS[method], alpha=0.2, linewidth=0.8)
         ax.plot(x, curves[method]["wt"], color=COLOURS[method], marker="o", linewidth=2, label=label)

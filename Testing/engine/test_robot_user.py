@@ -46,7 +46,7 @@ def test_the_robot_user_runs_end_to_end_on_a_phantom(tmp_path, run, phantom_case
     case = report["cases"]["phantom3"]
     regions = ["wt", "tc", "et"] if run == "tiny_region_run" else ["wt"]
     assert report["protocol"]["regions"] == regions
-    for method in ("diffusion", "sphere", "evidence"):
+    for method in ("diffusion", "sphere", "evidence", "distance"):
         assert list(case[method]["dice"]) == regions
         assert all(len(d) == 3 and all(0 <= v <= 1 for v in d) for d in case[method]["dice"].values())
     clicks = case["diffusion"]["clicks"]
