@@ -117,9 +117,10 @@ def figure(path: Path, protocol: dict, results: dict, curves: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    labels = methods(protocol, results)
+    fig, ax = plt.subplots(figsize=(5, 3.6 + 0.2 * len(labels)))
     x = list(range(protocol["clicks"] + 1))
-    for method, label in methods(protocol, results).items():
+    for method, label in labels.items():
         for case in results.values():
             ax.plot(x, case[method]["dice"]["wt"], color=COLOURS[method], alpha=0.2, linewidth=0.8)
         ax.plot(x, curves[method]["wt"], color=COLOURS[method], marker="o", linewidth=2, label=label)
@@ -127,7 +128,7 @@ def figure(path: Path, protocol: dict, results: dict, curves: dict) -> None:
     ax.set_ylabel("whole-tumour Dice")
     ax.set_xticks(x)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # below: not over a curve
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
