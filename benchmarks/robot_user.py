@@ -9,11 +9,12 @@ centre of the largest 3D error component of the current whole-tumour mask (6-con
 missed part, exclude for a false one; centre = the component voxel farthest from its border in mm, by
 ``scipy.ndimage.distance_transform_edt``), applied with ``refine`` (the guidance imposed at every sampler
 step; only the touched slices are re-sampled; beyond them each click re-weights the ensemble out to
-``--reach`` mm, into tissue that looks like the clicked one). The comparison without the diffusion condition follows the same protocol on its own mask,
-painting a sphere of ``--sphere-radius`` mm at each click (include: into the whole tumour; exclude: out of
-every region). With a reach, the clicks' evidence alone (the automatic ensemble re-weighted and the ball
-pinned, nothing re-sampled) follows it too, so the share of the re-sampling is visible, and once more with
-the evidence falling with distance alone (no tissue likeness), so the likeness's share is visible too.
+``--reach`` mm, in tissue that looks like the clicked one). The comparison without the diffusion condition
+follows the same protocol on its own mask, painting a sphere of ``--sphere-radius`` mm at each click
+(include: into the whole tumour; exclude: out of every region). With a reach, the clicks' evidence alone
+(the automatic ensemble re-weighted and the ball pinned, nothing re-sampled) follows it too, so the share of
+the re-sampling is visible, and once more with the evidence falling with distance alone (no tissue
+likeness), so the likeness's share is visible too.
 ``--compare-model`` runs the diffusion protocol once more with a second model (e.g. the unguided model a
 guided one was fine-tuned from: inpainting only, no hint planes), from its own automatic run. Reported per
 case: Dice per region after 0 … n clicks, seconds per interaction (load previous + refine + write, in

@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM, help="radius of a point's ball in mm (default 3)")
     p.add_argument("--reach", type=float, default=DEFAULT_REACH_MM,
                    help="how far (mm) a point's evidence re-weights the ensemble beyond its ball, falling linearly "
-                        f"to nothing (default {DEFAULT_REACH_MM:g}; 0: the ball only)")
+                        f"to nothing and only in tissue like the clicked one (default {DEFAULT_REACH_MM:g}; "
+                        "0: the ball only)")
     p.add_argument("--margin", type=int, default=DEFAULT_MARGIN,
                    help="extra slices re-sampled on each side of the slices the guidance touches (default 0: "
                         "with the previous run's settings they would come out unchanged)")
