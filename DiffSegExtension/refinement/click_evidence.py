@@ -51,7 +51,8 @@ class TissueLikeness:
         for image in self.images:
             sample = np.asarray(image[::4, ::4, ::4], dtype=np.float32)
             brain = sample[foreground_mask(sample)]
-            self.scales.append(float(brain.std()) if brain.size > 1 and brain.std() > 0 else 1.0)
+            spread = float(brain.std()) if brain.size > 1 else 0.0
+            self.scales.append(spread if spread > 0 else 1.0)  # no spread to measure by: unit scale
 
     def around(self, point: Point, affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
         """(box's shape) float32 in (0, 1]: exp(−d² / 2σ²) per voxel of ``box`` (see the module docstring)."""

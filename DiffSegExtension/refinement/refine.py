@@ -1,20 +1,20 @@
 """Refine a previous result with guidance: re-sample the slices it touches, merge, pin the known voxels.
 
 Known voxels enter every sampler step inpainting-style (see
-:func:`~DiffSegExtension.diffusion.sampling.sample_masks`), so any model works unchanged; a model trained
-with hint planes (``NetworkConfig.guidance``) also reads them as a condition of every step, so the rest of
-the mask can follow them. (A one-pass student's single pass, at t = 999, sees the noised known voxels as
-almost pure noise: there the guidance is pinned, and the points' evidence moves the rest.) Only the source slices (along the superior–inferior axis) that the new guidance
-touches (a point: those where its ball's cross-section holds at least ``MIN_SECTION`` of its largest; the
-thin caps beyond are pinned, not re-sampled), ± ``margin`` slices, are re-sampled, with all accumulated
-guidance, and on them only a window around the previous result's tumour and the guidance (as the adaptive
-ensemble's windows: + 16 px, never smaller than the training crop); every other slice keeps the previous
-maps. Each point's evidence then reaches beyond its slices, into tissue that looks like its own
-(:mod:`~DiffSegExtension.refinement.click_evidence`): the new points' on every slice, the earlier points'
-again on the re-sampled slices, whose maps are fresh. On the input grid the
-known voxels are then pinned (probability 1 or 0, uncertainty and entropy 0) and the masks and label map are
-rebuilt from the merged probabilities (whole-tumour components the ensemble does not back removed as by
-``segment``, except those holding a voxel marked as tumour).
+:func:`~DiffSegExtension.diffusion.sampling.sample_masks`), so any model works unchanged; a model trained with
+hint planes (``NetworkConfig.guidance``) also reads them as a condition of every step, so the rest of the mask
+can follow them. (A one-pass student's single pass, at t = 999, sees the noised known voxels as almost pure
+noise: there the guidance is pinned, and the points' evidence moves the rest.) Only the source slices (along
+the superior–inferior axis) that the new guidance touches (a point: those where its ball's cross-section holds
+at least ``MIN_SECTION`` of its largest; the thin caps beyond are pinned, not re-sampled), ± ``margin``
+slices, are re-sampled, with all accumulated guidance, and on them only a window around the previous result's
+tumour and the guidance (as the adaptive ensemble's windows: + 16 px, never smaller than the training crop);
+every other slice keeps the previous maps. Each point's evidence then reaches beyond its slices, into tissue
+that looks like its own (:mod:`~DiffSegExtension.refinement.click_evidence`): the new points' on every slice,
+the earlier points' again on the re-sampled slices, whose maps are fresh. On the input grid the known voxels
+are then pinned (probability 1 or 0, uncertainty and entropy 0) and the masks and label map are rebuilt from
+the merged probabilities (whole-tumour components the ensemble does not back removed as by ``segment``, except
+those holding a voxel marked as tumour).
 """
 
 from __future__ import annotations
